@@ -1,0 +1,7 @@
+"""`python -m regionkit` is the `regionkit` command."""
+
+import sys
+
+from regionkit.cli import main
+
+sys.exit(main())

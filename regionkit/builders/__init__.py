@@ -1,0 +1,1 @@
+"""One reader per source format, each turning files as users download them into region records."""

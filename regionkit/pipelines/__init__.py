@@ -1,0 +1,1 @@
+"""Ray execution of builders and recipes: sharding, validation, Parquet, quarantine, cards."""

@@ -1,0 +1,1 @@
+"""Streaming region datasets into a DeepSpeed trainer for the region model."""
