@@ -1,0 +1,141 @@
+"""Masks as COCO compressed RLE, on pycocotools, with the input checks pycocotools leaves out.
+
+Every source's mask encoding ends here as one compressed RLE `{"size": [h, w], "counts": str}`:
+multi-part polygons (flat `[x1, y1, ...]` or VCR's nested `[[x, y], ...]`), uncompressed RLE
+(COCO crowd), compressed RLE with `bytes` or `str` counts, and boxes. pycocotools reads a
+4-number polygon as a box and raises `TypeError` on unnested polygons; here malformed input
+raises `MaskError` with a sentence a person can act on, which builders turn into quarantine
+reasons. Masks are column-major H x W as pycocotools defines them; polygon vertices and boxes
+are continuous pixel coordinates where pixel (i, j) covers [i, i+1) x [j, j+1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_api
+
+
+class MaskError(ValueError):
+    """A segmentation that cannot be turned into a mask of the given image."""
+
+
+RLE = dict[str, Any]
+
+
+def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
+    """One polygon part as flat float64 `[x1, y1, ...]`, from flat or `[[x, y], ...]` form."""
+    try:
+        points = np.asarray(part, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MaskError("polygon part must hold numbers or [x, y] pairs") from None
+    if points.ndim == 2 and points.shape[1] == 2:
+        return points.ravel()
+    if points.ndim != 1:
+        raise MaskError(f"polygon part has shape {points.shape}; expected flat or [x, y] pairs")
+    return points
+
+
+def polygons_to_rle(polygons: Sequence[Any], height: int, width: int) -> RLE:
+    """A list of polygon parts -> one compressed RLE (the union of the parts)."""
+    if not isinstance(polygons, (list, tuple)) or len(polygons) == 0:
+        raise MaskError("polygon segmentation is empty")
+    if not isinstance(polygons[0], (list, tuple, np.ndarray)):
+        raise MaskError("polygon segmentation must be a list of parts, got a flat list of numbers")
+    parts = [flatten_polygon(part) for part in polygons]
+    for index, part in enumerate(parts):
+        if len(part) < 6 or len(part) % 2:
+            raise MaskError(
+                f"polygon part {index} has {len(part)} numbers; a polygon needs an even count "
+                "of at least 6 (3 points)"
+            )
+        if not np.isfinite(part).all():
+            raise MaskError(f"polygon part {index} has a non-finite coordinate")
+    rles = mask_api.frPyObjects(parts, height, width)
+    return normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
+
+
+def normalize_rle(rle: RLE) -> RLE:
+    """A compressed RLE with `str` counts, the form Arrow stores."""
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts}
+
+
+def _check_size(rle: RLE, height: int, width: int) -> None:
+    size = rle.get("size")
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise MaskError(f"RLE size must be [height, width], got {size!r}")
+    if [int(size[0]), int(size[1])] != [height, width]:
+        raise MaskError(
+            f"RLE size {list(size)} does not match the image's [h, w] {[height, width]}"
+        )
+
+
+def rle_from_dict(rle: RLE, height: int, width: int) -> RLE:
+    """An uncompressed (`counts` list) or compressed (`counts` str/bytes) RLE -> compressed RLE."""
+    if "counts" not in rle:
+        raise MaskError("RLE has no 'counts'")
+    _check_size(rle, height, width)
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and c >= 0 for c in counts):
+            raise MaskError("uncompressed RLE counts must be non-negative integers")
+        if sum(counts) != height * width:
+            raise MaskError(
+                f"uncompressed RLE counts sum to {sum(counts)}, not h*w = {height * width}"
+            )
+        return normalize_rle(mask_api.frPyObjects(rle, height, width))
+    if isinstance(counts, (str, bytes)):
+        return normalize_rle(rle)
+    raise MaskError(f"RLE counts must be a list, str or bytes, got {type(counts).__name__}")
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> RLE:
+    """Any COCO-style segmentation (polygon parts or an RLE dict) -> compressed RLE."""
+    if isinstance(segmentation, dict):
+        return rle_from_dict(segmentation, height, width)
+    if isinstance(segmentation, (list, tuple)):
+        return polygons_to_rle(segmentation, height, width)
+    raise MaskError(
+        f"segmentation must be polygon parts or an RLE dict, got {type(segmentation).__name__}"
+    )
+
+
+def boxes_to_rle(boxes_xyxy: Sequence[Sequence[float]], height: int, width: int) -> RLE:
+    """One or more xyxy boxes -> one compressed RLE of their union."""
+    if len(boxes_xyxy) == 0:
+        raise MaskError("no boxes to rasterise")
+    xywh = np.array([[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in boxes_xyxy], dtype=np.float64)
+    if (xywh[:, 2:] < 0).any() or not np.isfinite(xywh).all():
+        raise MaskError("boxes must be finite with x2 >= x1 and y2 >= y1")
+    # an ndarray takes pycocotools' box path; a nested list of 4 numbers would raise there
+    return normalize_rle(mask_api.merge(mask_api.frPyObjects(xywh, height, width)))
+
+
+def encode_mask(mask: np.ndarray) -> RLE:
+    """An H x W binary array -> compressed RLE."""
+    if mask.ndim != 2:
+        raise MaskError(f"mask must be 2-D (H x W), got shape {mask.shape}")
+    return normalize_rle(mask_api.encode(np.asfortranarray(mask.astype(np.uint8))))
+
+
+def decode_rle(rle: RLE) -> np.ndarray:
+    """A compressed RLE -> an H x W uint8 array of 0 and 1."""
+    return mask_api.decode(rle)
+
+
+def rle_area(rle: RLE) -> int:
+    """The number of mask pixels (the rasterised area, not a source's stored `area`)."""
+    return int(mask_api.area(rle))
+
+
+def rle_to_bbox(rle: RLE) -> list[float] | None:
+    """The tight xyxy box of the mask's pixels, or None for an empty mask."""
+    x, y, w, h = mask_api.toBbox(rle).tolist()
+    if w == 0 or h == 0:
+        return None
+    return [x, y, x + w, y + h]
