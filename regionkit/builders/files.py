@@ -1,0 +1,64 @@
+"""Reading source files safely: JSON errors that name the file, image paths kept in their root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+from PIL import Image, UnidentifiedImageError
+
+from regionkit.builders.base import BuilderInputError
+
+
+class ImagePathError(ValueError):
+    """An image reference that cannot be used: it escapes the root, is missing or unreadable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_json(path: Path) -> Any:
+    """Parse a whole JSON file, or raise `BuilderInputError` naming the file and the position.
+
+    orjson parses COCO-sized files about three times faster than the standard library, and the
+    index is read on the driver before any parallel work can start.
+    """
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as error:
+        raise BuilderInputError(
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            "the file may be truncated, download it again"
+        ) from None
+
+
+def resolve_image(root: Path, relative: str) -> Path:
+    """The absolute path of `relative` under `root`, refusing paths that leave the root.
+
+    Annotation files are untrusted: a `file_name` such as `../../etc/passwd` or an absolute path
+    must not make a build read (or a dataset point at) files outside the image root. The check
+    is lexical, so image folders that are symlinks inside the root (a common layout) still work.
+    """
+    base = os.path.abspath(root)
+    candidate = os.path.normpath(os.path.join(base, relative))
+    if not candidate.startswith(base + os.sep):
+        raise ImagePathError(
+            "path_escape", f"image path {relative!r} escapes the image root {base!r}"
+        )
+    return Path(candidate)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) read from the image header, or `ImagePathError` if missing or unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError:
+        raise ImagePathError("missing_image", f"image file {str(path)!r} does not exist") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ImagePathError(
+            "unreadable_image", f"image file {str(path)!r} cannot be read as an image: {error}"
+        ) from None
