@@ -1,0 +1,122 @@
+"""The dataset card: the README.md that makes an output folder a Hub dataset.
+
+Its YAML header carries `configs` (which Parquet files form which split) and `dataset_info`
+(the record's features), which is all `datasets.load_dataset(folder)` needs: datasets 5 refuses
+loading scripts. The body tells a person what the rows are, how many there are, what was
+quarantined, and whose licenses and citations apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from datasets import DatasetInfo, SplitDict, SplitInfo
+
+from regionkit.catalog.schema import FEATURES
+from regionkit.catalog.sources import Source
+
+SCHEMA_TABLE = """| field | meaning |
+|---|---|
+| `id` | `{source}:{split}:{native key}`, unique and stable across rebuilds |
+| `source`, `split`, `task` | catalog source, the source's own split, what the row teaches |
+| `image` | the image (a path by default; bytes when embedded) |
+| `width`, `height` | pixels of the original image |
+| `image_keys` | every identity of the image across sources (`coco:581563`, `vg:1`, ...) |
+| `regions` | `id`, `bbox` (xyxy, absolute pixels), `mask` (COCO RLE or null), `category`, `attributes`, `score` |
+| `groundings` | `text` and the `regions` (indices) it refers to; empty = refers to nothing |
+| `captions` | texts about the whole image |
+| `relations` | `subject` `predicate` `object`, indices into `regions` |
+| `messages` | `role`, `content` with `<regionK>`, `<segK>`, `<rej>` markup |
+| `provenance` | builder, version, generator, prompt id, source files |"""
+
+
+def _front_matter(manifest: dict[str, Any], sources: list[Source]) -> str:
+    splits = manifest["splits"]
+    info = DatasetInfo(
+        features=FEATURES,
+        splits=SplitDict(
+            {name: SplitInfo(name=name, num_examples=s["rows"]) for name, s in splits.items()}
+        ),
+    )
+    licenses = sorted({s.license for s in sources})
+    header = {
+        "license": licenses[0] if len(licenses) == 1 else "other",
+        "pretty_name": manifest["name"],
+        "tags": ["regionkit", "region-grounding", "segmentation"],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [
+                    {"split": name, "path": f"data/{name}-*.parquet"} for name in splits
+                ],
+            }
+        ],
+        "dataset_info": info._to_yaml_dict(),
+    }
+    return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
+
+
+def _counts_table(manifest: dict[str, Any]) -> str:
+    lines = ["| unit | in | out | quarantined |", "|---|---:|---:|---:|"]
+    for unit, c in manifest["counts"]["units"].items():
+        lines.append(f"| {unit} | {c['in']} | {c['out']} | {c['quarantined']} |")
+    return "\n".join(lines)
+
+
+def render_card(manifest: dict[str, Any], sources: list[Source]) -> str:
+    """The README.md for an output folder, from its manifest and the catalog entries it used."""
+    split_lines = "\n".join(
+        f"| {name} | {s['rows']} | {len(s['shards'])} |" for name, s in manifest["splits"].items()
+    )
+    reasons = manifest["counts"]["quarantine_reasons"]
+    reason_lines = (
+        "\n".join(f"- `{code}`: {n}" for code, n in reasons.items()) or "- nothing was quarantined"
+    )
+    source_blocks = "\n\n".join(
+        f"### {s.title} (`{s.name}`)\n\n{s.homepage}\n\nLicense: {s.license_note}\n\n"
+        f"```bibtex\n{s.citation}\n```"
+        for s in sources
+    )
+    return f"""{_front_matter(manifest, sources)}
+# {manifest["name"]}
+
+Region-level records built by regionkit {manifest["regionkit_version"]} from
+{", ".join(f"`{s.name}`" for s in sources)}: one row per image of a split, with its regions
+(boxes and masks), what is said about them, and where it all came from.
+
+```python
+from datasets import load_dataset
+ds = load_dataset("path/to/this/folder")
+```
+
+Images are referenced by path under the image root `{manifest["image_root"]}`; move the images
+and remap that prefix, or publish with embedded image bytes.
+
+## Splits
+
+| split | rows | shards |
+|---|---:|---:|
+{split_lines}
+
+## Counts
+
+Every input ends in a row or in `quarantine/` with its reason: in = out + quarantined.
+
+{_counts_table(manifest)}
+
+Quarantine reasons (records per `stage/code`):
+
+{reason_lines}
+
+## Record schema
+
+{SCHEMA_TABLE}
+
+Region indices in `groundings`, `relations` and the markup are 0-based positions in `regions`.
+Masks are COCO compressed RLE (`size` is `[height, width]`).
+
+## Sources, licenses and citations
+
+{source_blocks}
+"""
