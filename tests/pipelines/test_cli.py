@@ -9,21 +9,25 @@ from PIL import Image
 from regionkit.cli import main
 
 
-def test_build_inspect_show(ray_cluster, coco_sample, tmp_path, capsys):
-    out = tmp_path / "coco"
-    code = main(
+def _build(sample, out) -> int:
+    return main(
         [
             "build",
             "coco",
             "--annotations",
-            str(coco_sample.annotations),
+            str(sample.annotations),
             "--images",
-            str(coco_sample.images),
+            str(sample.images),
             "--out",
             str(out),
             "--no-progress",
         ]
     )
+
+
+def test_build_inspect_show(ray_cluster, coco_sample, tmp_path, capsys):
+    out = tmp_path / "coco"
+    code = _build(coco_sample, out)
     printed = capsys.readouterr().out
     assert code == 0
     assert "images: 6 in = 6 out + 0 quarantined" in printed
@@ -40,19 +44,7 @@ def test_build_inspect_show(ray_cluster, coco_sample, tmp_path, capsys):
 
 def test_inspect_reports_a_tampered_shard(ray_cluster, coco_sample, tmp_path, capsys):
     out = tmp_path / "coco"
-    main(
-        [
-            "build",
-            "coco",
-            "--annotations",
-            str(coco_sample.annotations),
-            "--images",
-            str(coco_sample.images),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    _build(coco_sample, out)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["splits"]["val2017"]["shards"][0]["rows"] += 1
     (out / "manifest.json").write_text(json.dumps(manifest))
