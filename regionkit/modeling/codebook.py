@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from regionkit.modeling.checks import require_positive
+
 __all__ = ["CodebookFusion"]
 
 
@@ -39,9 +41,7 @@ class CodebookFusion(nn.Module):
             "llm_dim": llm_dim,
             "decoder_dim": decoder_dim,
         }
-        bad = {name: value for name, value in sizes.items() if value < 1}
-        if bad:
-            raise ValueError(f"CodebookFusion sizes must be >= 1, got {bad}")
+        require_positive("CodebookFusion", sizes)
         self.num_scales = num_scales
         self.tokens_per_scale = tokens_per_scale
         self.llm_dim = llm_dim

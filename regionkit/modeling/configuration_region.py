@@ -9,6 +9,8 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PerceptionLMConfig
 
+from regionkit.modeling.checks import require_positive
+
 from .attention import AUTO_ATTENTION, region_attn_implementation
 from .losses import RegionLossWeights
 
@@ -162,9 +164,7 @@ class RegionConfig(PerceptionLMConfig):
             "decoder_mlp_dim": self.decoder_mlp_dim,
             "decoder_mask_dim": self.decoder_mask_dim,
         }
-        bad = {name: value for name, value in sizes.items() if value < 1}
-        if bad:
-            raise ValueError(f"RegionConfig sizes must be >= 1, got {bad}")
+        require_positive("RegionConfig", sizes)
         if self.decoder_dim % self.decoder_heads:
             raise ValueError(
                 f"decoder_dim ({self.decoder_dim}) must be divisible by decoder_heads "

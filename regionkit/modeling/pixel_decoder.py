@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from regionkit.modeling.checks import require_positive
+
 __all__ = [
     "FourierPositionEncoding",
     "LayerNorm2d",
@@ -332,9 +334,7 @@ class PixelDecoder(nn.Module):
             "mlp_dim": mlp_dim,
             "mask_dim": mask_dim,
         }
-        bad = {name: value for name, value in sizes.items() if value < 1}
-        if bad:
-            raise ValueError(f"PixelDecoder sizes must be >= 1, got {bad}")
+        require_positive("PixelDecoder", sizes)
         if decoder_dim % num_heads:
             raise ValueError(
                 f"decoder_dim ({decoder_dim}) must be divisible by num_heads ({num_heads})"
