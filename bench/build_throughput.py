@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from pycocotools import mask as mask_api
 
 from regionkit.builders.coco import CocoBuilder
-from regionkit.builders.samples import write_coco_sample
+from regionkit.builders.samples.coco import write_coco_sample
 from regionkit.pipelines.build import BuildOptions, run_build
 
 

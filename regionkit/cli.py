@@ -64,8 +64,10 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
 def _files_help(source: str) -> str:
     entry = get_source(source)
     files = "\n".join(f"  {f.pattern:34} {f.description}" for f in entry.files)
+    where = "under --root" if entry.name != "coco" else "(--annotations)"
     return (
-        f"{entry.title}: {entry.format}.\n\nexpected files:\n{files}\nimages: {entry.images}\n\n"
+        f"{entry.title}: {entry.format}.\n\nexpected files {where}:\n{files}\n"
+        f"images: {entry.images}\n\n"
         f"license: {entry.license_note}\nobtain: {textwrap.fill(entry.obtain, 90)}"
     )
 
@@ -141,7 +143,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from regionkit.builders.coco import CocoBuilder
-    from regionkit.builders.samples import add_bad_coco_records, write_coco_sample
+    from regionkit.builders.samples.coco import add_bad_coco_records, write_coco_sample
     from regionkit.pipelines.build import BuildOptions, run_build
     from regionkit.pipelines.inspect import inspect_dataset
     from regionkit.pipelines.preview import render_preview

@@ -12,7 +12,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
-from regionkit.builders.samples import CocoSample, write_coco_sample
+from regionkit.builders.samples.coco import CocoSample, write_coco_sample
 
 
 @pytest.fixture(scope="session")

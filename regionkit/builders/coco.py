@@ -23,7 +23,8 @@ from regionkit.builders.base import (
     SourceIndex,
     WorkItem,
 )
-from regionkit.builders.files import ImagePathError, image_size, load_json, resolve_image
+from regionkit.builders.fields import field_problem
+from regionkit.builders.files import ImagePathError, checked_image, load_json
 from regionkit.catalog.boxes import box_outside_image, xywh_to_xyxy
 from regionkit.catalog.masks import MaskError, rle_to_bbox, segmentation_to_rle
 from regionkit.catalog.records import make_region, make_row
@@ -31,19 +32,6 @@ from regionkit.catalog.records import make_region, make_row
 SPLIT_FROM_FILENAME = re.compile(r"instances_(\w+)\.json$")
 REQUIRED_IMAGE_FIELDS = {"id": int, "file_name": str, "width": int, "height": int}
 REQUIRED_ANNOTATION_FIELDS = {"id": int, "image_id": int, "category_id": int}
-
-
-def _missing_or_mistyped(record: Any, required: dict[str, type]) -> str | None:
-    """The first required field that is missing or of the wrong type, as a message."""
-    if not isinstance(record, dict):
-        return f"record is a {type(record).__name__}, not an object"
-    for name, kind in required.items():
-        if name not in record:
-            return f"field {name!r} is missing"
-        value = record[name]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            return f"field {name!r} should be {kind.__name__}, got {type(value).__name__}"
-    return None
 
 
 class CocoBuilder(RegionBuilder):
@@ -122,7 +110,7 @@ class CocoBuilder(RegionBuilder):
 
         images: dict[int, dict[str, Any]] = {}
         for position, image in enumerate(data["images"]):
-            problem = _missing_or_mistyped(image, REQUIRED_IMAGE_FIELDS)
+            problem = field_problem(image, REQUIRED_IMAGE_FIELDS)
             if problem is None and image["id"] in images:
                 problem = f"image id {image['id']} appears twice"
             if problem is not None:
@@ -148,7 +136,7 @@ class CocoBuilder(RegionBuilder):
         annotations: dict[int, list[dict[str, Any]]] = {image_id: [] for image_id in images}
         seen_ids: set[int] = set()
         for position, ann in enumerate(data["annotations"]):
-            problem = _missing_or_mistyped(ann, REQUIRED_ANNOTATION_FIELDS)
+            problem = field_problem(ann, REQUIRED_ANNOTATION_FIELDS)
             code = "malformed_annotation"
             if problem is None and ann["id"] in seen_ids:
                 problem, code = f"annotation id {ann['id']} appears twice", "duplicate_annotation"
@@ -199,14 +187,7 @@ class CocoBuilder(RegionBuilder):
         file = self.annotations.name
         width, height = image["width"], image["height"]
         try:
-            path = resolve_image(self.images, image["file_name"])
-            actual = image_size(path)
-            if actual != (width, height):
-                raise ImagePathError(
-                    "image_size_mismatch",
-                    f"image file is {actual[0]}x{actual[1]} but the annotation file says "
-                    f"{width}x{height}",
-                )
+            path, _ = checked_image(self.images, image["file_name"], (width, height))
         except ImagePathError as error:
             yield Rejected(
                 f"image {image['id']}",

@@ -62,3 +62,22 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ImagePathError(
             "unreadable_image", f"image file {str(path)!r} cannot be read as an image: {error}"
         ) from None
+
+
+def checked_image(
+    root: Path, relative: str, expected: tuple[int, int] | None = None
+) -> tuple[Path, tuple[int, int]]:
+    """The image's absolute path and (width, height), checked against the annotation's size.
+
+    Raises `ImagePathError` when the path escapes `root`, the file is missing or unreadable, or
+    its size differs from `expected` (masks and boxes would then be drawn on the wrong pixels).
+    """
+    path = resolve_image(root, relative)
+    actual = image_size(path)
+    if expected is not None and actual != tuple(expected):
+        raise ImagePathError(
+            "image_size_mismatch",
+            f"image file is {actual[0]}x{actual[1]} but the annotation file says "
+            f"{expected[0]}x{expected[1]}",
+        )
+    return path, actual

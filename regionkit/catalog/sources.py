@@ -110,6 +110,7 @@ def _refer_source(
     images: str = "COCO train2014/",
     license_note: str = "Research use per the refer project; " + _COCO_IMAGES_NOTE,
     format: str = "refer (pickle + COCO json)",
+    builder_class: str = "RefCocoBuilder",
 ) -> Source:
     """A dataset of the refer family: one folder with instances.json and refs(<split_by>).p."""
     return Source(
@@ -123,7 +124,7 @@ def _refer_source(
         citation=citation,
         homepage="https://github.com/lichengunc/refer",
         obtain=_REFER_OBTAIN,
-        builder="regionkit.builders.refer:ReferBuilder",
+        builder=f"regionkit.builders.refer:{builder_class}",
         splits=splits,
     )
 
@@ -153,13 +154,18 @@ SOURCES: dict[str, Source] = {
         ),
         _refer_source("refcoco", "RefCOCO", _REFCOCO_CITATION, ("train", "val", "testA", "testB")),
         _refer_source(
-            "refcoco+", "RefCOCO+", _REFCOCO_CITATION, ("train", "val", "testA", "testB")
+            "refcoco+",
+            "RefCOCO+",
+            _REFCOCO_CITATION,
+            ("train", "val", "testA", "testB"),
+            builder_class="RefCocoPlusBuilder",
         ),
         _refer_source(
             "refcocog",
             "RefCOCOg (umd and google splits)",
             _REFCOCOG_CITATION,
             ("train", "val", "test"),
+            builder_class="RefCocogBuilder",
         ),
         _refer_source(
             "refclef",
@@ -170,6 +176,7 @@ SOURCES: dict[str, Source] = {
             license_note="Research use per the refer project; images from IAPR TC-12, free "
             "for research.",
             format="refer (pickle + COCO json with RLE masks)",
+            builder_class="RefClefBuilder",
         ),
         Source(
             name="grefcoco",

@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 
 from regionkit.builders.base import BuilderInputError, Built, Rejected
 from regionkit.builders.coco import CocoBuilder
-from regionkit.builders.samples import add_bad_coco_records
+from regionkit.builders.samples.coco import add_bad_coco_records
 from regionkit.catalog.masks import decode_rle, rle_area
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.pipelines.shard_build import build_shard

@@ -11,7 +11,7 @@ from datasets import load_dataset
 
 from regionkit.builders.base import Built, Rejected, WorkItem
 from regionkit.builders.coco import CocoBuilder
-from regionkit.builders.samples import add_bad_coco_records
+from regionkit.builders.samples.coco import add_bad_coco_records
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.pipelines.build import BuildFailed, BuildOptions, run_build
 from regionkit.pipelines.inspect import inspect_dataset

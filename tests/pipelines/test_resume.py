@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from regionkit.builders.coco import CocoBuilder
-from regionkit.builders.samples import write_coco_sample
+from regionkit.builders.samples.coco import write_coco_sample
 from regionkit.pipelines.build import BuildOptions, run_build
 
 SHARDS = 8

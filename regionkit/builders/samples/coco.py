@@ -10,7 +10,6 @@ images, so previews show masks over the things they outline.
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_api
+
+from regionkit.builders.samples.shapes import (
+    extent_xywh,
+    shoelace_area,
+    star_polygon,
+    uncompressed_rle,
+)
 
 # A few real COCO categories with their real (non-contiguous) ids.
 CATEGORIES = [
@@ -39,45 +45,6 @@ class CocoSample:
     annotations: Path
     images: Path
     split: str
-
-
-def _polygon(rng: random.Random, cx: float, cy: float, radius: float, points: int) -> list[float]:
-    """A star-ish polygon around (cx, cy), flat `[x1, y1, ...]` with float coordinates."""
-    coords = []
-    for k in range(points):
-        angle = 2 * math.pi * k / points
-        r = radius * rng.uniform(0.6, 1.0)
-        coords += [round(cx + r * math.cos(angle), 2), round(cy + r * math.sin(angle), 2)]
-    return coords
-
-
-def _shoelace(polygon: list[float]) -> float:
-    xs, ys = polygon[0::2], polygon[1::2]
-    return 0.5 * abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs))))
-
-
-def _extent_xywh(polygons: list[list[float]]) -> list[float]:
-    xs = [v for p in polygons for v in p[0::2]]
-    ys = [v for p in polygons for v in p[1::2]]
-    return [
-        round(min(xs), 2),
-        round(min(ys), 2),
-        round(max(xs) - min(xs), 2),
-        round(max(ys) - min(ys), 2),
-    ]
-
-
-def _uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
-    """Column-major run lengths starting with zeros, as COCO stores crowd masks."""
-    flat = mask.flatten(order="F")
-    counts, current, run = [], 0, 0
-    for value in flat:
-        if value != current:
-            counts.append(run)
-            current, run = value, 0
-        run += 1
-    counts.append(run)
-    return {"counts": [int(c) for c in counts], "size": [int(mask.shape[0]), int(mask.shape[1])]}
 
 
 def write_coco_sample(
@@ -120,19 +87,21 @@ def write_coco_sample(
             category = CATEGORIES[rng.randrange(len(CATEGORIES))]
             radius = rng.uniform(0.08, 0.2) * min(width, height)
             cx, cy = rng.uniform(radius, width - radius), rng.uniform(radius, height - radius)
-            parts = [_polygon(rng, cx, cy, radius, polygon_points)]
+            parts = [star_polygon(rng, cx, cy, radius, polygon_points)]
             if k == 0:  # a multi-part instance: an occluded object seen in two pieces
-                parts.append(_polygon(rng, width - cx, height - cy, radius * 0.5, polygon_points))
+                parts.append(
+                    star_polygon(rng, width - cx, height - cy, radius * 0.5, polygon_points)
+                )
             if pen is not None:
                 for part in parts:
                     pen.polygon(part, fill=palette[k % len(palette)])
             annotations.append(
                 {
                     "segmentation": parts,
-                    "area": round(sum(_shoelace(p) for p in parts), 4),
+                    "area": round(sum(shoelace_area(p) for p in parts), 4),
                     "iscrowd": 0,
                     "image_id": image_id,
-                    "bbox": _extent_xywh(parts),
+                    "bbox": extent_xywh(parts),
                     "category_id": category["id"],
                     "id": ann_id,
                 }
@@ -149,7 +118,7 @@ def write_coco_sample(
                 )
             annotations.append(
                 {
-                    "segmentation": _uncompressed_rle(crowd),
+                    "segmentation": uncompressed_rle(crowd),
                     "area": int(crowd.sum()) + 13,  # real crowd areas disagree with the mask
                     "iscrowd": 1,
                     "image_id": image_id,

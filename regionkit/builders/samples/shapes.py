@@ -1,0 +1,52 @@
+"""Shapes for sample sources: polygons, their stored (disagreeing) area and extent, crowd RLE."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+
+
+def star_polygon(
+    rng: random.Random, cx: float, cy: float, radius: float, points: int
+) -> list[float]:
+    """A star-ish polygon around (cx, cy), flat `[x1, y1, ...]` with float coordinates."""
+    coords = []
+    for k in range(points):
+        angle = 2 * math.pi * k / points
+        r = radius * rng.uniform(0.6, 1.0)
+        coords += [round(cx + r * math.cos(angle), 2), round(cy + r * math.sin(angle), 2)]
+    return coords
+
+
+def shoelace_area(polygon: list[float]) -> float:
+    """The polygon's area as annotation files store it, which differs from the raster area."""
+    xs, ys = polygon[0::2], polygon[1::2]
+    return 0.5 * abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs))))
+
+
+def extent_xywh(polygons: list[list[float]]) -> list[float]:
+    """The polygons' float extent as xywh, as annotation files store `bbox`."""
+    xs = [v for p in polygons for v in p[0::2]]
+    ys = [v for p in polygons for v in p[1::2]]
+    return [
+        round(min(xs), 2),
+        round(min(ys), 2),
+        round(max(xs) - min(xs), 2),
+        round(max(ys) - min(ys), 2),
+    ]
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Column-major run lengths starting with zeros, as COCO stores crowd masks."""
+    flat = mask.flatten(order="F")
+    counts, current, run = [], 0, 0
+    for value in flat:
+        if value != current:
+            counts.append(run)
+            current, run = value, 0
+        run += 1
+    counts.append(run)
+    return {"counts": [int(c) for c in counts], "size": [int(mask.shape[0]), int(mask.shape[1])]}
