@@ -42,6 +42,8 @@ def resolve_image(root: Path, relative: str) -> Path:
     must not make a build read (or a dataset point at) files outside the image root. The check
     is lexical, so image folders that are symlinks inside the root (a common layout) still work.
     """
+    if "\0" in relative:
+        raise ImagePathError("bad_path", f"image path {relative!r} holds a NUL byte")
     base = os.path.abspath(root)
     candidate = os.path.normpath(os.path.join(base, relative))
     if not candidate.startswith(base + os.sep):

@@ -67,12 +67,56 @@ def normalize_rle(rle: RLE) -> RLE:
 
 def _check_size(rle: RLE, height: int, width: int) -> None:
     size = rle.get("size")
-    if not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise MaskError(f"RLE size must be [height, width], got {size!r}")
-    if [int(size[0]), int(size[1])] != [height, width]:
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
+        raise MaskError(f"RLE size must be [height, width] integers, got {size!r}")
+    if [size[0], size[1]] != [height, width]:
         raise MaskError(
             f"RLE size {list(size)} does not match the image's [h, w] {[height, width]}"
         )
+
+
+def compressed_counts(text: str | bytes) -> list[int]:
+    """The run lengths a compressed RLE string holds, or `MaskError` if it is not one.
+
+    The string packs each run in 5-bit groups (characters 48..111, bit 5 = more follows, bit 4 of
+    the last group = sign) and stores runs from the third on as the difference to the run two
+    before. pycocotools decodes these without any check, so a corrupt string would silently give
+    a mask of the wrong area (or read past its buffer); decoding here lets us check the total.
+    """
+    data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    counts: list[int] = []
+    position = 0
+    while position < len(data):
+        value, shift, more = 0, 0, True
+        while more:
+            if position == len(data):
+                raise MaskError("compressed RLE counts end in the middle of a run")
+            group = data[position] - 48
+            if not 0 <= group < 64:
+                raise MaskError(
+                    f"compressed RLE counts hold {chr(data[position])!r}, outside '0'..'o'"
+                )
+            value |= (group & 0x1F) << shift
+            more = bool(group & 0x20)
+            position += 1
+            shift += 5
+            if not more and group & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def _check_counts(counts: list[int], height: int, width: int, kind: str) -> None:
+    if any(c < 0 for c in counts):
+        raise MaskError(f"{kind} RLE counts hold a negative run")
+    if sum(counts) != height * width:
+        raise MaskError(f"{kind} RLE counts sum to {sum(counts)}, not h*w = {height * width}")
 
 
 def rle_from_dict(rle: RLE, height: int, width: int) -> RLE:
@@ -82,14 +126,12 @@ def rle_from_dict(rle: RLE, height: int, width: int) -> RLE:
     _check_size(rle, height, width)
     counts = rle["counts"]
     if isinstance(counts, list):
-        if not all(isinstance(c, int) and c >= 0 for c in counts):
-            raise MaskError("uncompressed RLE counts must be non-negative integers")
-        if sum(counts) != height * width:
-            raise MaskError(
-                f"uncompressed RLE counts sum to {sum(counts)}, not h*w = {height * width}"
-            )
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+            raise MaskError("uncompressed RLE counts must be integers")
+        _check_counts(counts, height, width, "uncompressed")
         return normalize_rle(mask_api.frPyObjects(rle, height, width))
     if isinstance(counts, (str, bytes)):
+        _check_counts(compressed_counts(counts), height, width, "compressed")
         return normalize_rle(rle)
     raise MaskError(f"RLE counts must be a list, str or bytes, got {type(counts).__name__}")
 

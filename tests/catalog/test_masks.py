@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from pycocotools import mask as mask_api
@@ -10,6 +12,7 @@ from pycocotools.coco import COCO
 from regionkit.catalog.masks import (
     MaskError,
     boxes_to_rle,
+    compressed_counts,
     decode_rle,
     encode_mask,
     flatten_polygon,
@@ -99,7 +102,11 @@ def test_empty_mask_has_no_box():
         ([], "empty"),
         ({"counts": [3, 3], "size": [3, 3]}, "counts sum to 6, not h"),
         ({"counts": [9], "size": [4, 3]}, "does not match"),
-        ({"counts": [-1, 10], "size": [3, 3]}, "non-negative"),
+        ({"counts": [-1, 10], "size": [3, 3]}, "negative run"),
+        ({"counts": "zzzz", "size": [3, 3]}, "outside '0'..'o'"),  # pycocotools decodes it
+        ({"counts": "5", "size": [3, 3]}, "compressed RLE counts sum to 5, not h"),
+        ({"counts": "0P", "size": [3, 3]}, "middle of a run"),
+        ({"counts": [9], "size": ["3", 3]}, "integers"),
         ({"size": [3, 3]}, "no 'counts'"),
         ("polygon", "must be polygon parts or an RLE dict"),
     ],
@@ -107,3 +114,20 @@ def test_empty_mask_has_no_box():
 def test_malformed_segmentations_raise_a_clear_error(segmentation, message):
     with pytest.raises(MaskError, match=message):
         segmentation_to_rle(segmentation, 3, 3)
+
+
+def test_compressed_counts_are_the_run_lengths_pycocotools_encoded():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        height, width = (int(v) for v in rng.integers(1, 40, 2))
+        mask = (rng.random((height, width)) < rng.random()).astype(np.uint8)
+        if trial % 4 == 0:
+            mask[:] = trial % 8 == 0
+        flat = mask.flatten(order="F")
+        changes = np.flatnonzero(np.diff(flat)) + 1
+        edges = [0, *changes.tolist(), flat.size]
+        runs = [b - a for a, b in itertools.pairwise(edges)]
+        if flat[0] == 1:
+            runs = [0, *runs]  # counts always start with a (possibly empty) run of zeros
+        encoded = mask_api.encode(np.asfortranarray(mask))["counts"]
+        assert compressed_counts(encoded) == runs
