@@ -469,7 +469,7 @@ def object_region(
     try:
         rle = polygons_to_rle(parts, height, width)
     except MaskError as error:
-        return "bad_segmentation", f"field 'segms': {error}"
+        return error.code, f"field 'segms': {error}"
     if rle_to_bbox(rle) is None:
         return "empty_mask", "field 'segms' covers no pixel of the image"
     return make_region(str(k), bbox, rle, name, score=box[4])

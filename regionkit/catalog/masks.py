@@ -5,7 +5,10 @@ multi-part polygons (flat `[x1, y1, ...]` or VCR's nested `[[x, y], ...]`), unco
 (COCO crowd), compressed RLE with `bytes` or `str` counts, and boxes. pycocotools reads a
 4-number polygon as a box and raises `TypeError` on unnested polygons; here malformed input
 raises `MaskError` with a sentence a person can act on, which builders turn into quarantine
-reasons. Masks are column-major H x W as pycocotools defines them; polygon vertices and boxes
+reasons. Input is untrusted on the way into pycocotools' C code, which checks nothing:
+compressed counts are decoded and must cover exactly h*w pixels (a corrupt string writes past
+the mask buffer), and polygon vertices must lie in the image (a vertex at 1e9 rasterises for
+minutes). Masks are column-major H x W as pycocotools defines them; polygon vertices and boxes
 are continuous pixel coordinates where pixel (i, j) covers [i, i+1) x [j, j+1).
 """
 
@@ -17,9 +20,23 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_api
 
+from regionkit.catalog.boxes import BBOX_TOLERANCE_PX
+
 
 class MaskError(ValueError):
-    """A segmentation that cannot be turned into a mask of the given image."""
+    """A segmentation that cannot be turned into a mask of the given image.
+
+    `code` is the quarantine slug builders report: `degenerate_polygon`, `polygon_outside_image`
+    or `bad_segmentation`.
+    """
+
+    def __init__(self, message: str, code: str = "bad_segmentation") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+MAX_RUN_BITS = 60
+"""Longest run a compressed RLE count may encode (pycocotools decodes runs into 64 bits)."""
 
 
 RLE = dict[str, Any]
@@ -30,29 +47,57 @@ def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
     try:
         points = np.asarray(part, dtype=np.float64)
     except (TypeError, ValueError):
-        raise MaskError("polygon part must hold numbers or [x, y] pairs") from None
+        raise MaskError("polygon part must hold numbers or [x, y] pairs", DEGENERATE) from None
     if points.ndim == 2 and points.shape[1] == 2:
         return points.ravel()
     if points.ndim != 1:
-        raise MaskError(f"polygon part has shape {points.shape}; expected flat or [x, y] pairs")
+        raise MaskError(
+            f"polygon part has shape {points.shape}; expected flat or [x, y] pairs", DEGENERATE
+        )
     return points
+
+
+DEGENERATE = "degenerate_polygon"
+
+
+def _check_vertices_inside(part: np.ndarray, index: int, height: int, width: int) -> None:
+    """Refuse a vertex far outside the image: pycocotools rasterises the whole polygon first, so
+    a vertex at 1e9 costs minutes before the clip, and such a polygon is not of this image."""
+    xs, ys = part[0::2], part[1::2]
+    outside = (
+        (xs < -BBOX_TOLERANCE_PX)
+        | (ys < -BBOX_TOLERANCE_PX)
+        | (xs > width + BBOX_TOLERANCE_PX)
+        | (ys > height + BBOX_TOLERANCE_PX)
+    )
+    if outside.any():
+        first = int(np.argmax(outside))
+        raise MaskError(
+            f"polygon part {index} has the vertex ({xs[first]:g}, {ys[first]:g}) outside the "
+            f"{width}x{height} image by more than {BBOX_TOLERANCE_PX:g} px",
+            "polygon_outside_image",
+        )
 
 
 def polygons_to_rle(polygons: Sequence[Any], height: int, width: int) -> RLE:
     """A list of polygon parts -> one compressed RLE (the union of the parts)."""
     if not isinstance(polygons, (list, tuple)) or len(polygons) == 0:
-        raise MaskError("polygon segmentation is empty")
+        raise MaskError("polygon segmentation is empty", DEGENERATE)
     if not isinstance(polygons[0], (list, tuple, np.ndarray)):
-        raise MaskError("polygon segmentation must be a list of parts, got a flat list of numbers")
+        raise MaskError(
+            "polygon segmentation must be a list of parts, got a flat list of numbers", DEGENERATE
+        )
     parts = [flatten_polygon(part) for part in polygons]
     for index, part in enumerate(parts):
         if len(part) < 6 or len(part) % 2:
             raise MaskError(
                 f"polygon part {index} has {len(part)} numbers; a polygon needs an even count "
-                "of at least 6 (3 points)"
+                "of at least 6 (3 points)",
+                DEGENERATE,
             )
         if not np.isfinite(part).all():
-            raise MaskError(f"polygon part {index} has a non-finite coordinate")
+            raise MaskError(f"polygon part {index} has a non-finite coordinate", DEGENERATE)
+        _check_vertices_inside(part, index, height, width)
     rles = mask_api.frPyObjects(parts, height, width)
     return normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
 
@@ -106,6 +151,10 @@ def compressed_counts(text: str | bytes) -> list[int]:
             shift += 5
             if not more and group & 0x10:
                 value |= -1 << shift
+            if shift > MAX_RUN_BITS:
+                raise MaskError(
+                    f"compressed RLE counts encode a run longer than {MAX_RUN_BITS} bits"
+                )
         if len(counts) > 2:
             value += counts[-2]
         counts.append(value)

@@ -106,6 +106,9 @@ def test_empty_mask_has_no_box():
         ({"counts": "zzzz", "size": [3, 3]}, "outside '0'..'o'"),  # pycocotools decodes it
         ({"counts": "5", "size": [3, 3]}, "compressed RLE counts sum to 5, not h"),
         ({"counts": "0P", "size": [3, 3]}, "middle of a run"),
+        ({"counts": "@", "size": [3, 3]}, "negative run"),  # a sign-extended first run
+        ({"counts": "P" * 13 + "0", "size": [3, 3]}, "longer than 60 bits"),
+        ([[1.0, 1.0, 5.0, 1.0, 5.0, 1e9]], "outside the 3x3 image"),  # minutes in pycocotools
         ({"counts": [9], "size": ["3", 3]}, "integers"),
         ({"size": [3, 3]}, "no 'counts'"),
         ("polygon", "must be polygon parts or an RLE dict"),

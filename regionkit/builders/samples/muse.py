@@ -365,7 +365,7 @@ def _bad_records(images: Path, width: int, height: int) -> list[Any]:
         record(
             9007,
             ["Two of them?", "One?"],
-            [[good, instance(90071, segmentation=[[60.0, 60.0, 90.0, 60.0, 90.0, 90.0]])], [good]],
+            [[good, instance(90071, segmentation=[[30.0, 30.0, 50.0, 30.0, 50.0, 50.0]])], [good]],
             ann_list=[good],
             text_answers=["Just {seg}.", "It is {seg}."],  # 1 {seg} for 2 instances, then fine
         ),
