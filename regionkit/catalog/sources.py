@@ -171,7 +171,7 @@ SOURCES: dict[str, Source] = {
             "refclef",
             "RefCLEF (ReferItGame on SAIAPR TC-12)",
             _REFCOCO_CITATION,
-            ("train", "val", "test", "testA", "testB", "testC"),
+            ("train", "val", "test", "testA", "testB", "testC", "testAB"),
             images="saiapr_tc-12/ (the refer project's 19,997-image subset)",
             license_note="Research use per the refer project; images from IAPR TC-12, free "
             "for research.",
@@ -277,7 +277,12 @@ SOURCES: dict[str, Source] = {
             name="muse",
             title="MUSE (PixelLM multi-target reasoning segmentation)",
             format="JSON list of image records with questions and instance answers",
-            files=(ExpectedFile("muse_{split}.json", "questions, answers with instance polygons"),),
+            files=(
+                ExpectedFile(
+                    "muse_{split}.json",
+                    "questions, answers with instance polygons (or MUSE_{split}.json)",
+                ),
+            ),
             images="the folder holding COCO train2014/, train2017/ and val2017/",
             license="other",
             license_note="Research use per the PixelLM project; images are COCO's, under "

@@ -104,11 +104,16 @@ class BuildReport:
             lines.append(f"  {split}: {rows} rows")
         for kind, c in self.stats.to_json()["units"].items():
             lines.append(
-                f"  {kind}s: {c['in']} in = {c['out']} out + {c['quarantined']} quarantined"
+                f"  {_plural(kind)}: {c['in']} in = {c['out']} out + {c['quarantined']} quarantined"
             )
         for code, n in sorted(self.stats.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"    quarantined {n} x {code}")
         return "\n".join(lines)
+
+
+def _plural(unit: str) -> str:
+    """`image` -> `images`, `box` -> `boxes`: unit names read as English in the report."""
+    return unit + ("es" if unit.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def _source_files(builder: RegionBuilder) -> list[dict[str, Any]]:
