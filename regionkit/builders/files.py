@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,22 @@ class ImagePathError(ValueError):
         self.code = code
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while bulk-loading plain data.
+
+    Parsing an index file creates millions of containers, none of them cyclic; the collector
+    would walk the growing heap again and again (about a third of the load time).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_json(path: Path) -> Any:
     """Parse a whole JSON file, or raise `BuilderInputError` naming the file and the position.
 
@@ -27,7 +46,8 @@ def load_json(path: Path) -> Any:
     index is read on the driver before any parallel work can start.
     """
     try:
-        return orjson.loads(path.read_bytes())
+        with paused_gc():
+            return orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as error:
         raise BuilderInputError(
             f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "

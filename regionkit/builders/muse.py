@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
-from regionkit.builders.fields import field_problem
+from regionkit.builders.fields import field_problem, json_kind
 from regionkit.builders.files import ImagePathError, checked_image, load_json
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.masks import MaskError, rle_to_bbox, segmentation_to_rle
@@ -212,7 +212,7 @@ def image_location(record: Any) -> tuple[int, str]:
     a train2017 or val2017 image. The id is the number the file name ends with, else `id`.
     """
     if not isinstance(record, dict):
-        raise ValueError(f"record is a {type(record).__name__}, not an object")
+        raise ValueError(f"record is {json_kind(record)}, not an object")
     file_name, url = record.get("file_name"), record.get("coco_url")
     if isinstance(file_name, str) and file_name:
         relative = posixpath.join(FILE_NAME_FOLDER, file_name)
@@ -502,9 +502,7 @@ class MuseBuilder(RootedBuilder):
         """One instance as a region (mask and its tight box), or `Unusable` saying why not."""
         value = instance.value
         if not isinstance(value, dict):
-            raise Unusable(
-                "malformed_instance", f"instance is a {type(value).__name__}, not an object"
-            )
+            raise Unusable("malformed_instance", f"instance is {json_kind(value)}, not an object")
         problem = field_problem(value, REQUIRED_INSTANCE_FIELDS)
         if problem is not None:
             raise Unusable("malformed_instance", problem)

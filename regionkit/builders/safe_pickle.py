@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from regionkit.builders.base import BuilderInputError
+from regionkit.builders.files import paused_gc
 
 PY2_TEXT_ERRORS = "regionkit-latin1-fallback"
 """The codec error handler that decodes Python 2 strings: latin-1 for bytes UTF-8 rejects."""
@@ -65,7 +66,8 @@ def loads_plain(data: bytes) -> Any:
 def load_plain_pickle(path: Path) -> Any:
     """The plain data in the pickle at `path`, or `BuilderInputError` naming the file and why."""
     try:
-        return loads_plain(path.read_bytes())
+        with paused_gc():
+            return loads_plain(path.read_bytes())
     except UnsafePickleError as error:
         raise BuilderInputError(f"{path}: refused to load the pickle: {error}") from None
     except EOFError:

@@ -56,6 +56,7 @@ from regionkit.builders.base import (
     SourceIndex,
     WorkItem,
 )
+from regionkit.builders.fields import json_kind
 from regionkit.builders.files import ImagePathError, checked_image
 from regionkit.builders.json_spans import iter_list_spans, read_span
 from regionkit.builders.rooted import RootedBuilder
@@ -121,22 +122,6 @@ def _parts_option(text: str) -> tuple[str, ...]:
     return tuple(p for p in PARTS if p in asked)
 
 
-def _kind(value: Any) -> str:
-    """A JSON value's type, as a message names it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    kinds = {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }
-    return kinds.get(type(value), type(value).__name__)
-
-
 def _number(record: dict[str, Any], names: tuple[str, ...], prefix: str) -> float:
     """The first of `names` present in `record` as a float (JSON numbers only)."""
     name = next((n for n in names if n in record), None)
@@ -145,7 +130,7 @@ def _number(record: dict[str, Any], names: tuple[str, ...], prefix: str) -> floa
         raise _Bad(f"field {alternatives} is missing")
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Bad(f"field '{prefix}{name}' should be a number, got {_kind(value)}")
+        raise _Bad(f"field '{prefix}{name}' should be a number, got {json_kind(value)}")
     return float(value)
 
 
@@ -154,7 +139,7 @@ def _integer(record: dict[str, Any], name: str, prefix: str = "") -> int:
         raise _Bad(f"field '{prefix}{name}' is missing")
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad(f"field '{prefix}{name}' should be an integer, got {_kind(value)}")
+        raise _Bad(f"field '{prefix}{name}' should be an integer, got {json_kind(value)}")
     return value
 
 
@@ -163,7 +148,7 @@ def _text(record: dict[str, Any], name: str) -> str:
         raise _Bad(f"field {name!r} is missing")
     value = record[name]
     if not isinstance(value, str):
-        raise _Bad(f"field {name!r} should be a string, got {_kind(value)}")
+        raise _Bad(f"field {name!r} should be a string, got {json_kind(value)}")
     return value
 
 
@@ -204,7 +189,7 @@ def _merged_ids(record: dict[str, Any]) -> list[int]:
 def _image_meta(record: Any) -> dict[str, Any]:
     """What a row needs from an `image_data.json` record: id, size, image file, other ids."""
     if not isinstance(record, dict):
-        raise _Bad(f"the record is {_kind(record)}, not an object")
+        raise _Bad(f"the record is {json_kind(record)}, not an object")
     image_id = _integer(record, "image_id" if "image_id" in record else "id")
     width, height = _integer(record, "width"), _integer(record, "height")
     if width <= 0 or height <= 0:
@@ -216,7 +201,7 @@ def _image_meta(record: Any) -> dict[str, Any]:
     for key in ("coco_id", "flickr_id"):
         value = record.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _Bad(f"field {key!r} should be an integer or null, got {_kind(value)}")
+            raise _Bad(f"field {key!r} should be an integer or null, got {json_kind(value)}")
         meta[key] = value
     return meta
 
@@ -232,7 +217,7 @@ def _image_keys(image: dict[str, Any]) -> list[str]:
 def _element_image(element: Any, part: Part) -> tuple[int | None, int]:
     """A part element's image id and unit count, or `_Bad` (the count still says what is lost)."""
     if not isinstance(element, dict):
-        raise _Bad(f"the element is {_kind(element)}, not an object")
+        raise _Bad(f"the element is {json_kind(element)}, not an object")
     records = element.get(part.key)
     if not isinstance(records, list):
         raise _Bad(f"field {part.key!r} is missing or not a list")
@@ -575,7 +560,7 @@ class VisualGenomeBuilder(RootedBuilder):
         for position, record in enumerate(records):
             try:
                 if not isinstance(record, dict):
-                    raise _Bad(f"the record is {_kind(record)}, not an object")
+                    raise _Bad(f"the record is {json_kind(record)}, not an object")
                 add(record)
             except _Bad as bad:
                 yield self._rejected(assembly.image_id, name, position, record, bad)
