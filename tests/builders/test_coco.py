@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from regionkit.builders.base import BuilderInputError, Built, Rejected
+from regionkit.builders.base import BuilderInputError
 from regionkit.builders.coco import CocoBuilder
 from regionkit.builders.samples.coco import add_bad_coco_records
 from regionkit.catalog.masks import decode_rle, rle_area
-from regionkit.catalog.schema import ARROW_SCHEMA
-from regionkit.pipelines.shard_build import build_shard
-from regionkit.pipelines.sharding import make_shards
 
-
-def _build_all(builder: CocoBuilder) -> tuple[list[dict], list[Rejected]]:
-    index = builder.index()
-    rows, rejected = [], [r for _, r in index.rejected]
-    for item in index.items[builder.split]:
-        for outcome in builder.build_item(item):
-            (rows.append(outcome.row) if isinstance(outcome, Built) else rejected.append(outcome))
-    return rows, rejected
+from .harness import build_all, build_through_shards
 
 
 def test_rows_match_pycocotools_and_ignore_stored_area_and_bbox(coco_sample):
     coco = COCO(str(coco_sample.annotations))
-    rows, rejected = _build_all(CocoBuilder(coco_sample.annotations, coco_sample.images))
+    rows, rejected = build_all(CocoBuilder(coco_sample.annotations, coco_sample.images))
     assert rejected == []
     assert [r["id"] for r in rows] == [f"coco:val2017:{i}" for i in sorted(coco.imgs)]
     disagreeing_boxes = disagreeing_areas = 0
@@ -65,7 +54,7 @@ def test_rows_match_pycocotools_and_ignore_stored_area_and_bbox(coco_sample):
 
 
 def test_non_contiguous_category_ids_keep_their_names(coco_sample):
-    rows, _ = _build_all(CocoBuilder(coco_sample.annotations, coco_sample.images))
+    rows, _ = build_all(CocoBuilder(coco_sample.annotations, coco_sample.images))
     names = {region["category"] for row in rows for region in row["regions"]}
     data = json.loads(coco_sample.annotations.read_text())
     used = {a["category_id"] for a in data["annotations"]}
@@ -75,20 +64,9 @@ def test_non_contiguous_category_ids_keep_their_names(coco_sample):
 
 def test_every_bad_record_is_quarantined_with_its_reason(coco_sample):
     added = add_bad_coco_records(coco_sample)
-    builder = CocoBuilder(coco_sample.annotations, coco_sample.images)
-    index = builder.index()
-    quarantined, stats = [], Counter()
-    for _, rejected in index.rejected:
-        quarantined.append(rejected)
-        stats.update({f"q_{k}": v for k, v in rejected.units.items()})
-    for shard in make_shards(index, items_per_shard=3):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
-        stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
+    quarantined, stats = build_through_shards(
+        CocoBuilder(coco_sample.annotations, coco_sample.images)
+    )
     by_key = {q.key: q for q in quarantined}
     expected = {
         "image 9001": "missing_image",
@@ -116,8 +94,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(coco_sample):
     assert by_key["image 9004"].stage == "index" and by_key["image 9001"].stage == "build"
     data = json.loads(coco_sample.annotations.read_text())
     for unit, total in (("image", len(data["images"])), ("annotation", len(data["annotations"]))):
-        index_in = sum(r.units.get(unit, 0) for _, r in index.rejected)
-        assert stats[f"in_{unit}"] + index_in == total
+        assert stats[f"in_{unit}"] == total
         assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == total
     assert stats["q_image"] == added["image"] and stats["q_annotation"] == added["annotation"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from regionkit.builders.base import BuilderInputError, Built, Rejected
+from regionkit.builders.base import BuilderInputError
 from regionkit.builders.flickr30k import (
     Flickr30kBuilder,
     RecordProblem,
@@ -22,10 +22,9 @@ from regionkit.builders.samples.flickr30k import (
     add_bad_flickr30k_records,
     write_flickr30k_sample,
 )
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
-from regionkit.pipelines.shard_build import build_shard
-from regionkit.pipelines.sharding import make_shards
+
+from .harness import build_all, build_through_shards
 
 
 @pytest.fixture
@@ -33,22 +32,8 @@ def sample(tmp_path: Path) -> Flickr30kSample:
     return write_flickr30k_sample(tmp_path / "flickr30k", num_images=6, seed=3)
 
 
-def _build_all(builder: Flickr30kBuilder) -> tuple[list[dict], list[Rejected]]:
-    index = builder.index()
-    rows, rejected = [], [r for _, r in index.rejected]
-    for split in sorted(index.items):
-        for item in index.items[split]:
-            for outcome in builder.build_item(item):
-                (
-                    rows.append(outcome.row)
-                    if isinstance(outcome, Built)
-                    else rejected.append(outcome)
-                )
-    return rows, rejected
-
-
 def _rows(sample: Flickr30kSample) -> dict[str, dict]:
-    rows, _ = _build_all(Flickr30kBuilder(sample.root, sample.images))
+    rows, _ = build_all(Flickr30kBuilder(sample.root, sample.images))
     return {row["id"].rsplit(":", 1)[1]: row for row in rows}
 
 
@@ -127,7 +112,7 @@ def test_rows_match_an_independent_reading_of_the_files(sample):
 
 
 def test_rows_are_split_by_the_split_files_in_numeric_id_order(sample):
-    rows, _ = _build_all(Flickr30kBuilder(sample.root, sample.images))
+    rows, _ = build_all(Flickr30kBuilder(sample.root, sample.images))
     for split, ids in sample.splits.items():
         keys = [r["id"].rsplit(":", 1)[1] for r in rows if r["split"] == split]
         assert keys == sorted(ids, key=int)
@@ -263,7 +248,7 @@ def test_unusable_xml_is_a_record_problem_naming_the_file(tmp_path, data, code, 
 
 
 def test_splits_default_to_the_files_present_and_can_be_picked(sample):
-    rows, _ = _build_all(Flickr30kBuilder(sample.root, sample.images, ["val"]))
+    rows, _ = build_all(Flickr30kBuilder(sample.root, sample.images, ["val"]))
     assert [r["id"] for r in rows] == [f"flickr30k:val:{sample.splits['val'][0]}"]
     (sample.root / "test.txt").unlink()
     builder = Flickr30kBuilder(sample.root, sample.images)
@@ -278,7 +263,7 @@ def test_splits_default_to_the_files_present_and_can_be_picked(sample):
 
 
 def test_unrelated_captions_are_quarantined(sample):
-    rows, rejected = _build_all(Flickr30kBuilder(sample.root, sample.images))
+    rows, rejected = build_all(Flickr30kBuilder(sample.root, sample.images))
     (quarantined,) = rejected
     image_id = sample.unrelated_image
     assert quarantined.code == "unrelated_caption" and quarantined.units == {"caption": 1}
@@ -291,23 +276,25 @@ def test_unrelated_captions_are_quarantined(sample):
     assert len(row["captions"]) == 4 and UNRELATED_SENTENCE not in row["captions"]
 
 
+def _file_units(sample: Flickr30kSample) -> Counter:
+    """Images the split files list, their caption lines, and their boxed and box-less objects."""
+    units: Counter = Counter()
+    for image_id in (i for ids in sample.splits.values() for i in ids):
+        units["image"] += 1
+        text = (sample.root / "Sentences" / f"{image_id}.txt").read_text()
+        units["caption"] += sum(1 for line in text.split("\n") if line)
+        for _, corners in _reference_objects(sample.root / "Annotations" / f"{image_id}.xml"):
+            units["nobox" if corners is None else "box"] += 1
+    return units
+
+
 def test_every_bad_record_is_quarantined_with_its_reason(sample):
     host = sample.splits["train"][0]
     lines = (sample.root / "Sentences" / f"{host}.txt").read_text().count("\n")
+    good = _file_units(sample)
     added = add_bad_flickr30k_records(sample)
     builder = Flickr30kBuilder(sample.root, sample.images)
-    index = builder.index()
-    quarantined, stats = [r for _, r in index.rejected], Counter()
-    for rejected in quarantined:
-        stats.update({f"index_{k}": v for k, v in rejected.units.items()})
-    for shard in make_shards(index, items_per_shard=2):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
-        stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
+    quarantined, stats = build_through_shards(builder, items_per_shard=2)
     by_key = {q.key: q for q in quarantined}
     expected = {
         f"image '{host}' (train.txt line 5)": "duplicate_image",
@@ -344,13 +331,12 @@ def test_every_bad_record_is_quarantined_with_its_reason(sample):
     assert by_key[f"caption {host}/{lines + 2}"].record["text"].startswith("A man]")
     assert "field 'size/width' is missing" in by_key["image 990000004"].reason
 
-    host_row = [r for r in _build_all(builder)[0] if r["id"].endswith(f":{host}")]
+    host_row = [r for r in build_all(builder)[0] if r["id"].endswith(f":{host}")]
     assert len(host_row) == 1 and len(host_row[0]["captions"]) == 5  # the rest of it is kept
     for unit in ("image", "caption", "box", "nobox"):
+        assert stats[f"in_{unit}"] == good[unit] + added[unit]
         assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == stats[f"in_{unit}"]
-        assert stats[f"q_{unit}"] + stats[f"index_{unit}"] == added[unit] + (
-            len(unrelated) if unit == "caption" else 0
-        )
+        assert stats[f"q_{unit}"] == added[unit] + (len(unrelated) if unit == "caption" else 0)
 
 
 def test_unusable_index_files_are_clear_errors(sample):
@@ -371,8 +357,8 @@ def test_missing_files_and_folders_are_named(sample, tmp_path):
 
 
 def test_the_build_is_deterministic(sample):
-    first, _ = _build_all(Flickr30kBuilder(sample.root, sample.images))
-    again, _ = _build_all(Flickr30kBuilder(sample.root, sample.images))
+    first, _ = build_all(Flickr30kBuilder(sample.root, sample.images))
+    again, _ = build_all(Flickr30kBuilder(sample.root, sample.images))
     assert first == again
 
 

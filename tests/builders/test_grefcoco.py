@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from datasets import load_dataset
 from pycocotools.coco import COCO
 
-from regionkit.builders.base import BuilderInputError, Built, Rejected
+from regionkit.builders.base import BuilderInputError
 from regionkit.builders.grefcoco import GRefCocoBuilder
 from regionkit.builders.samples.grefcoco import (
     GRefCocoSample,
@@ -19,28 +18,14 @@ from regionkit.builders.samples.grefcoco import (
     write_grefcoco_sample,
 )
 from regionkit.catalog.masks import decode_rle
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
-from regionkit.pipelines.shard_build import build_shard
-from regionkit.pipelines.sharding import make_shards
+
+from .harness import build_all, build_through_shards
 
 
 @pytest.fixture
 def grefcoco(tmp_path: Path) -> GRefCocoSample:
     return write_grefcoco_sample(tmp_path / "data", num_images=8, seed=2)
-
-
-def _build_all(builder: GRefCocoBuilder) -> tuple[list[dict], list[Rejected]]:
-    index = builder.index()
-    rows, rejected = [], [r for _, r in index.rejected]
-    for split in sorted(index.items):
-        for item in index.items[split]:
-            for outcome in builder.build_item(item):
-                if isinstance(outcome, Built):
-                    rows.append(outcome.row)
-                else:
-                    rejected.append(outcome)
-    return rows, rejected
 
 
 def _targets(ref: dict) -> list[int]:
@@ -49,7 +34,7 @@ def _targets(ref: dict) -> list[int]:
 
 
 def _rows_by_key(grefcoco: GRefCocoSample) -> dict[tuple[str, int], dict]:
-    rows, rejected = _build_all(GRefCocoBuilder(grefcoco.root, grefcoco.images))
+    rows, rejected = build_all(GRefCocoBuilder(grefcoco.root, grefcoco.images))
     assert rejected == []
     return {(row["split"], int(row["id"].rsplit(":", 1)[1])): row for row in rows}
 
@@ -143,9 +128,9 @@ def test_unused_annotations_are_not_regions(grefcoco):
 
 def test_splits_are_exact_and_deterministic(grefcoco):
     builder = GRefCocoBuilder(grefcoco.root, grefcoco.images, splits=["testA"])
-    rows, _ = _build_all(builder)
+    rows, _ = build_all(builder)
     assert rows and {row["split"] for row in rows} == {"testA"}
-    assert _build_all(builder) == (rows, [])
+    assert build_all(builder) == (rows, [])
     with pytest.raises(BuilderInputError, match=r"\['test'\] asked for"):
         GRefCocoBuilder(grefcoco.root, grefcoco.images, splits=["test"]).index()
 
@@ -172,16 +157,7 @@ def test_every_bad_record_is_quarantined_and_counts_balance(grefcoco):
     refs_before = json.loads(grefcoco.grefs.read_text())
     added = add_bad_grefcoco_records(grefcoco)
     builder = GRefCocoBuilder(grefcoco.root, grefcoco.images)
-    index = builder.index()
-    quarantined = [r for _, r in index.rejected]
-    stats: Counter[str] = Counter()
-    for shard in make_shards(index, items_per_shard=2):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
+    quarantined, stats = build_through_shards(builder, items_per_shard=2)
     total = len(refs_before) + added["ref"]
     expected = [*EXPECTED_REJECTIONS, (f"ref #{total - 1}", "malformed_ref", "index")]
     assert sorted((q.key, q.code, q.stage) for q in quarantined) == sorted(expected)
@@ -194,16 +170,15 @@ def test_every_bad_record_is_quarantined_and_counts_balance(grefcoco):
     assert "grefs(unc).json: ref 90004" in by_key["ref 90004"].reason
     assert "field 'ann_id'" in by_key["ref 90004"].reason
 
-    q_units: Counter[str] = Counter()
-    for q in quarantined:
-        q_units.update(q.units)
     sentences = sum(len(r["sentences"]) for r in refs_before) + added["sentence"]
     for unit, count in (("ref", total), ("sentence", sentences)):
-        index_in = sum(r.units.get(unit, 0) for _, r in index.rejected)
-        assert stats[f"in_{unit}"] + index_in == count
-        assert stats[f"out_{unit}"] + q_units[unit] == count
+        assert stats[f"in_{unit}"] == count
+        assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == count
     # ref 90009 keeps its good sentence; everything else added is quarantined
-    assert q_units == {"ref": added["ref"] - 1, "sentence": added["sentence"] - 1}
+    assert {k: v for k, v in stats.items() if k.startswith("q_")} == {
+        "q_ref": added["ref"] - 1,
+        "q_sentence": added["sentence"] - 1,
+    }
 
 
 def test_damaged_or_missing_files_are_clear_errors(grefcoco):

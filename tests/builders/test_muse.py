@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from datasets import load_dataset
 from pycocotools import mask as mask_api
 
-from regionkit.builders.base import BuilderInputError, Built, Rejected
+from regionkit.builders.base import BuilderInputError
 from regionkit.builders.muse import (
     MuseBuilder,
     collect_instances,
@@ -23,10 +22,9 @@ from regionkit.builders.muse import (
 )
 from regionkit.builders.samples.muse import MuseSample, add_bad_muse_records, write_muse_sample
 from regionkit.catalog.masks import decode_rle
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
-from regionkit.pipelines.shard_build import build_shard
-from regionkit.pipelines.sharding import make_shards
+
+from .harness import build_all, build_through_shards
 
 
 @pytest.fixture
@@ -35,17 +33,8 @@ def muse_sample(tmp_path: Path) -> MuseSample:
     return write_muse_sample(tmp_path / "muse", num_images=5, seed=3)
 
 
-def _build_all(builder: MuseBuilder) -> tuple[dict[str, dict], list[Rejected]]:
-    """Rows by id and every rejection, building items in index order without Ray."""
-    index = builder.index()
-    rows, rejected = {}, [r for _, r in index.rejected]
-    for items in index.items.values():
-        for outcome in builder.build_items(items):
-            if isinstance(outcome, Built):
-                rows[outcome.row["id"]] = outcome.row
-            else:
-                rejected.append(outcome)
-    return rows, rejected
+def _by_id(rows: list[dict]) -> dict[str, dict]:
+    return {row["id"]: row for row in rows}
 
 
 def _records_by_key(path: Path) -> dict[str, dict]:
@@ -68,8 +57,9 @@ def _row(rows: dict[str, dict], split: str, key: str) -> dict:
 
 
 def test_rows_match_the_records_and_pycocotools(muse_sample):
-    rows, rejected = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    built, rejected = build_all(MuseBuilder(muse_sample.root, muse_sample.images))
     assert rejected == []
+    rows = _by_id(built)
     for split in ("train", "val"):
         records = _records_by_key(muse_sample.files[split])
         assert sorted(k for k in rows if k.startswith(f"muse:{split}:")) == sorted(
@@ -102,7 +92,7 @@ def test_rows_match_the_records_and_pycocotools(muse_sample):
 
 
 def test_text_answers_get_seg_markup_in_answer_order(muse_sample):
-    rows, _ = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    rows = _by_id(build_all(MuseBuilder(muse_sample.root, muse_sample.images))[0])
     record = _records_by_key(muse_sample.files["train"])["100001"]  # kind 0: file_name
     first, second = record["text_answers"]
     assert _row(rows, "train", "100001")["messages"] == [
@@ -117,7 +107,7 @@ def test_text_answers_get_seg_markup_in_answer_order(muse_sample):
 
 
 def test_answer_instances_join_ann_list_by_segmentation_and_extras_are_appended(muse_sample):
-    rows, _ = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    rows = _by_id(build_all(MuseBuilder(muse_sample.root, muse_sample.images))[0])
     record = _records_by_key(muse_sample.files["train"])["100038"]  # kind 1: LVIS train2017
     assert all("id" not in value for answer in record["answers"] for value in answer)
     row = _row(rows, "train", "100038")
@@ -140,7 +130,7 @@ def test_answer_instances_join_ann_list_by_segmentation_and_extras_are_appended(
 
 
 def test_answers_without_text_answers_are_built_from_names(muse_sample):
-    rows, _ = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    rows = _by_id(build_all(MuseBuilder(muse_sample.root, muse_sample.images))[0])
     records = _records_by_key(muse_sample.files["val"])
     rephrased = records["200075"]  # kind 2: rephrased_name, RLE instance last
     a, b = rephrased["answers"][0]
@@ -157,7 +147,7 @@ def test_answers_without_text_answers_are_built_from_names(muse_sample):
 
 
 def test_rephrased_names_become_groundings_of_their_instance(muse_sample):
-    rows, _ = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    rows = _by_id(build_all(MuseBuilder(muse_sample.root, muse_sample.images))[0])
     record = _records_by_key(muse_sample.files["val"])["200075"]
     assert _row(rows, "val", "200075")["groundings"] == [
         {"text": a["rephrased_name"], "regions": [k]} for k, a in enumerate(record["ann_list"])
@@ -166,7 +156,7 @@ def test_rephrased_names_become_groundings_of_their_instance(muse_sample):
 
 
 def test_an_image_in_two_records_gets_numbered_keys_in_file_order(muse_sample):
-    rows, _ = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    rows = _by_id(build_all(MuseBuilder(muse_sample.root, muse_sample.images))[0])
     first, again = _row(rows, "train", "100038"), _row(rows, "train", "100038-2")
     assert first["image"] == again["image"] and again["image_keys"] == ["coco:100038"]
     assert again["messages"][1]["content"] == "Something like <seg0> would do."
@@ -234,28 +224,17 @@ def test_an_answer_with_no_instance_keeps_its_text(muse_sample):
         }
     )
     path.write_text(json.dumps(records))
-    rows, rejected = _build_all(MuseBuilder(muse_sample.root, muse_sample.images, ["val"]))
+    rows, rejected = build_all(MuseBuilder(muse_sample.root, muse_sample.images, ["val"]))
     assert rejected == []
-    assert _row(rows, "val", "200001-2")["messages"][1]["content"] == "No, there is no horse."
+    assert _row(_by_id(rows), "val", "200001-2")["messages"][1]["content"] == (
+        "No, there is no horse."
+    )
 
 
 def test_every_bad_record_is_quarantined_with_its_reason(muse_sample):
     added = add_bad_muse_records(muse_sample)
     builder = MuseBuilder(muse_sample.root, muse_sample.images, ["train"])
-    index = builder.index()
-    quarantined, stats = [], Counter()
-    for _, rejected in index.rejected:
-        quarantined.append(rejected)
-        stats.update({f"in_{k}": v for k, v in rejected.units.items()})
-        stats.update({f"q_{k}": v for k, v in rejected.units.items()})
-    for shard in make_shards(index, items_per_shard=4):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
-        stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
+    quarantined, stats = build_through_shards(builder, items_per_shard=4)
     codes = {q.key: q.code for q in quarantined}
     assert codes == {
         "records[6]": "malformed_record",
@@ -298,11 +277,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(muse_sample):
     )
     assert "'<seg0>'" in by_key["record 9011 question 1"].reason
     # the good parts of partly bad records still reach rows
-    rows = {}
-    for shard in make_shards(index, items_per_shard=4):
-        for outcome in builder.build_items(list(shard.items)):
-            if isinstance(outcome, Built):
-                rows[outcome.row["id"]] = outcome.row
+    rows = _by_id(build_all(builder)[0])
     assert [m["content"] for m in rows["muse:train:9009"]["messages"]] == ["Good?", "dog <seg0>."]
     assert (
         rows["muse:train:9008"]["messages"] == [] and rows["muse:train:9008"]["task"] == "regions"
@@ -317,7 +292,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(muse_sample):
 def test_capitalised_file_names_are_accepted_but_not_both_spellings(tmp_path):
     sample = write_muse_sample(tmp_path / "muse", num_images=2, splits=("val",), capitalised=True)
     assert sample.files["val"].name == "MUSE_val.json"
-    rows, _ = _build_all(MuseBuilder(sample.root, sample.images))
+    rows, _ = build_all(MuseBuilder(sample.root, sample.images))
     assert len(rows) == sample.units["val"]["image"]
     shutil.copy(sample.files["val"], sample.root / "muse_val.json")
     with pytest.raises(BuilderInputError, match=r"both muse_val\.json and MUSE_val\.json exist"):
@@ -348,9 +323,9 @@ def test_truncated_or_wrongly_shaped_file_is_a_clear_error(muse_sample):
 
 
 def test_builds_are_deterministic(muse_sample):
-    first, _ = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
-    second, _ = _build_all(MuseBuilder(muse_sample.root, muse_sample.images))
-    assert list(first) == list(second) and first == second
+    first, _ = build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    second, _ = build_all(MuseBuilder(muse_sample.root, muse_sample.images))
+    assert first == second  # the same rows in the same order
 
 
 def test_cli_builds_and_datasets_reads_it_back(ray_cluster, muse_sample, tmp_path, capsys):

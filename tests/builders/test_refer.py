@@ -13,7 +13,7 @@ from datasets import load_dataset
 from pycocotools import mask as mask_api
 from pycocotools.coco import COCO
 
-from regionkit.builders.base import BuilderInputError, Built, Rejected
+from regionkit.builders.base import BuilderInputError
 from regionkit.builders.refer import (
     RefClefBuilder,
     RefCocoBuilder,
@@ -28,10 +28,9 @@ from regionkit.builders.samples.refer import (
     write_refer_sample,
 )
 from regionkit.catalog.masks import decode_rle
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
-from regionkit.pipelines.shard_build import build_shard
-from regionkit.pipelines.sharding import make_shards
+
+from .harness import build_all, build_through_shards
 
 
 @pytest.fixture
@@ -42,19 +41,6 @@ def refcoco(tmp_path: Path) -> ReferSample:
 @pytest.fixture
 def refclef(tmp_path: Path) -> ReferSample:
     return write_refer_sample(tmp_path / "data", dataset="refclef", num_images=10, seed=4)
-
-
-def _build_all(builder) -> tuple[list[dict], list[Rejected]]:
-    index = builder.index()
-    rows, rejected = [], [r for _, r in index.rejected]
-    for split in sorted(index.items):
-        for item in index.items[split]:
-            for outcome in builder.build_item(item):
-                if isinstance(outcome, Built):
-                    rows.append(outcome.row)
-                else:
-                    rejected.append(outcome)
-    return rows, rejected
 
 
 def _text(value):
@@ -111,7 +97,7 @@ def _check_rows_against_pycocotools(sample: ReferSample, rows: list[dict], sourc
 
 
 def test_refcoco_rows_join_refs_to_instances_masks(refcoco):
-    rows, rejected = _build_all(RefCocoBuilder(refcoco.root, refcoco.images))
+    rows, rejected = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
     assert rejected == []
     # the box is the mask's: the stored polygon-extent bbox disagrees, as in the real files
     assert _check_rows_against_pycocotools(refcoco, rows, "refcoco-unc") > 0
@@ -123,7 +109,7 @@ def test_refcoco_rows_join_refs_to_instances_masks(refcoco):
 
 
 def test_refclef_rle_masks_compressed_and_uncompressed(refclef):
-    rows, rejected = _build_all(RefClefBuilder(refclef.root, refclef.images))
+    rows, rejected = build_all(RefClefBuilder(refclef.root, refclef.images))
     assert rejected == []
     _check_rows_against_pycocotools(refclef, rows, "refclef-unc")
     instances = json.loads(refclef.instances.read_text())
@@ -149,7 +135,7 @@ def test_ref_file_name_suffix_names_no_file_and_is_ignored(refcoco):
             ref["file_name"].startswith(stem + "_") and ref["file_name"] != images[ref["image_id"]]
         )
         assert not (refcoco.images / ref["file_name"]).exists()
-    rows, _ = _build_all(RefCocoBuilder(refcoco.root, refcoco.images))
+    rows, _ = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
     assert all(Path(row["image"]["path"]).is_file() for row in rows)
 
 
@@ -158,7 +144,7 @@ def test_two_refs_to_one_annotation_share_one_region(refcoco):
     shared = Counter((r["split"], r["image_id"], r["ann_id"]) for r in refs)
     (split, image_id, ann_id), n = shared.most_common(1)[0]
     assert n == 2
-    rows, _ = _build_all(RefCocoBuilder(refcoco.root, refcoco.images))
+    rows, _ = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
     row = next(r for r in rows if r["id"] == f"refcoco-unc:{split}:{image_id}")
     index = [region["id"] for region in row["regions"]].index(str(ann_id))
     texts = [s["sent"] for r in refs if r["ann_id"] == ann_id for s in r["sentences"]]
@@ -172,7 +158,7 @@ def test_an_image_with_refs_in_two_splits_gives_one_row_per_split(refcoco):
     for ref in refs:
         splits_of.setdefault(ref["image_id"], set()).add(ref["split"])
     image_id = next(i for i, s in splits_of.items() if len(s) == 2)
-    rows, _ = _build_all(RefCocoBuilder(refcoco.root, refcoco.images))
+    rows, _ = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
     mine = [r for r in rows if r["id"].endswith(f":{image_id}")]
     assert {r["split"] for r in mine} == splits_of[image_id]
     for row in mine:
@@ -184,7 +170,7 @@ def test_annotations_no_ref_refers_to_are_not_regions(refcoco):
     referred = {r["ann_id"] for r in load_plain_pickle(refcoco.refs)}
     all_ids = {a["id"] for a in json.loads(refcoco.instances.read_text())["annotations"]}
     assert all_ids - referred  # refer ships every annotation of its images
-    rows, _ = _build_all(RefCocoBuilder(refcoco.root, refcoco.images))
+    rows, _ = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
     assert {int(region["id"]) for row in rows for region in row["regions"]} == referred
 
 
@@ -193,7 +179,7 @@ def test_non_ascii_text_from_python2_strings(refcoco):
     first, second = refs[0]["sentences"][:2]
     assert first["raw"].startswith("The Café ")  # UTF-8 bytes in the pickle
     assert second["raw"].startswith("the café ")  # latin-1 bytes in the pickle
-    rows, _ = _build_all(RefCocoBuilder(refcoco.root, refcoco.images))
+    rows, _ = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
     texts = [g["text"] for row in rows for g in row["groundings"]]
     assert first["sent"] in texts and "café" in first["sent"]
 
@@ -201,11 +187,11 @@ def test_non_ascii_text_from_python2_strings(refcoco):
 def test_splits_match_exactly_testa_is_not_testab(refclef):
     refs = load_plain_pickle(refclef.refs)
     assert {"testA", "testAB"} <= {r["split"] for r in refs}
-    rows, _ = _build_all(RefClefBuilder(refclef.root, refclef.images, splits=["testA"]))
+    rows, _ = build_all(RefClefBuilder(refclef.root, refclef.images, splits=["testA"]))
     expected = {r["image_id"] for r in refs if r["split"] == "testA"}
     assert {row["split"] for row in rows} == {"testA"}
     assert {int(row["id"].rsplit(":", 1)[1]) for row in rows} == expected
-    rows, _ = _build_all(RefClefBuilder(refclef.root, refclef.images, splits=["testAB"]))
+    rows, _ = build_all(RefClefBuilder(refclef.root, refclef.images, splits=["testAB"]))
     assert {row["split"] for row in rows} == {"testAB"}
     with pytest.raises(BuilderInputError, match=r"\['testC'\] asked for with --splits"):
         RefClefBuilder(refclef.root, refclef.images, splits=["testC"]).index()
@@ -215,12 +201,12 @@ def test_split_schemes_name_the_file_and_the_row_source(tmp_path):
     refcocog = write_refer_sample(tmp_path / "g", dataset="refcocog", num_images=3)
     builder = RefCocogBuilder(refcocog.root, refcocog.images)
     assert builder.split_by == "umd" and builder.arguments()["split_by"] == "umd"
-    rows, _ = _build_all(builder)
+    rows, _ = build_all(builder)
     assert {row["source"] for row in rows} == {"refcocog-umd"}
     assert {row["split"] for row in rows} == {"train", "val", "test"}
 
     google = write_refer_sample(tmp_path / "c", split_by="google", num_images=2, splits=("train",))
-    rows, _ = _build_all(RefCocoBuilder(google.root, google.images, split_by="google"))
+    rows, _ = build_all(RefCocoBuilder(google.root, google.images, split_by="google"))
     assert [row["id"].split(":")[0] for row in rows] == ["refcoco-google"] * 2
     with pytest.raises(BuilderInputError, match=r"refs\(unc\)\.p: file not found.*'refcoco'"):
         RefCocoBuilder(google.root, google.images).index()
@@ -232,8 +218,8 @@ def test_protocol_0_refs_build_the_same_rows(tmp_path):
     binary = write_refer_sample(tmp_path / "p2", num_images=4, seed=5)
     text = write_refer_sample(tmp_path / "p0", num_images=4, seed=5, protocol=0)
     assert text.refs.read_bytes().startswith(b"(lp0\n")
-    rows2, _ = _build_all(RefCocoBuilder(binary.root, binary.images))
-    rows0, _ = _build_all(RefCocoBuilder(text.root, text.images))
+    rows2, _ = build_all(RefCocoBuilder(binary.root, binary.images))
+    rows0, _ = build_all(RefCocoBuilder(text.root, text.images))
     strip = [{k: v for k, v in row.items() if k != "image"} for row in rows0]
     assert strip == [{k: v for k, v in row.items() if k != "image"} for row in rows2]
 
@@ -246,7 +232,7 @@ def test_the_same_files_give_the_same_items_and_rows(refcoco):
     assert [[i.key for i in items[s]] for s in sorted(items)] == [
         sorted((i.key for i in items[s]), key=int) for s in sorted(items)
     ]
-    assert _build_all(first) == _build_all(second)
+    assert build_all(first) == build_all(second)
 
 
 EXPECTED_REJECTIONS = [
@@ -286,16 +272,7 @@ def test_every_bad_record_is_quarantined_and_counts_balance(tmp_path, dataset, s
     added = add_bad_refer_records(sample)
     builder = RefClefBuilder if dataset == "refclef" else RefCocoBuilder
     builder = builder(sample.root, sample.images)
-    index = builder.index()
-    quarantined = [r for _, r in index.rejected]
-    stats: Counter[str] = Counter()
-    for shard in make_shards(index, items_per_shard=2):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
+    quarantined, stats = build_through_shards(builder, items_per_shard=2)
 
     total = len(good_refs) + added["ref"]
     expected = [*EXPECTED_REJECTIONS, ("ref 90018", segmentation_code, "build")]
@@ -307,23 +284,22 @@ def test_every_bad_record_is_quarantined_and_counts_balance(tmp_path, dataset, s
         f"refs(unc).p: ref 90001 (item {position}): field 'ann_id' is missing"
     )
     assert "instances.json: annotations[" in by_key["ref 90009"].reason
-    assert "'category_id' should be int, got str" in by_key["ref 90009"].reason
+    assert "'category_id' should be an integer, got a string" in by_key["ref 90009"].reason
     assert by_key["image 9001"].units == {"ref": 1, "sentence": 1}
     assert by_key["image 9001"].record["refs"][0]["ref_id"] == 90014
     assert by_key["ref 90017"].record["annotation"]["id"] == 9104
     assert by_key["ref 90008"].units == {"ref": 1}
     assert by_key["ref 90002"].record["image_id"] == str(sample_first_image(sample))
 
-    q_units: Counter[str] = Counter()
-    for q in quarantined:
-        q_units.update(q.units)
     sentences = sum(len(r["sentences"]) for r in good_refs) + added["sentence"]
     for unit, count in (("ref", total), ("sentence", sentences)):
-        index_in = sum(r.units.get(unit, 0) for _, r in index.rejected)
-        assert stats[f"in_{unit}"] + index_in == count
-        assert stats[f"out_{unit}"] + q_units[unit] == count
+        assert stats[f"in_{unit}"] == count
+        assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == count
     # ref 90012 keeps its one good sentence; every other bad ref and sentence is quarantined
-    assert q_units == {"ref": added["ref"] - 1, "sentence": added["sentence"] - 1}
+    assert {k: v for k, v in stats.items() if k.startswith("q_")} == {
+        "q_ref": added["ref"] - 1,
+        "q_sentence": added["sentence"] - 1,
+    }
 
 
 def sample_first_image(sample: ReferSample) -> int:
@@ -393,7 +369,7 @@ def test_cli_help_names_the_expected_files_and_split_schemes(capsys):
 def test_uncompressed_rle_reads_like_pycocotools(refclef):
     instances = json.loads(refclef.instances.read_text())
     ann = next(a for a in instances["annotations"] if isinstance(a["segmentation"]["counts"], list))
-    rows, _ = _build_all(RefClefBuilder(refclef.root, refclef.images))
+    rows, _ = build_all(RefClefBuilder(refclef.root, refclef.images))
     region = next(r for row in rows for r in row["regions"] if r["id"] == str(ann["id"]))
     h, w = ann["segmentation"]["size"]
     reference = mask_api.decode(mask_api.frPyObjects(ann["segmentation"], h, w))

@@ -11,14 +11,13 @@ import pytest
 from datasets import load_dataset
 from pycocotools import mask as mask_api
 
-from regionkit.builders.base import BuilderInputError, Built, Rejected
+from regionkit.builders.base import BuilderInputError
 from regionkit.builders.samples.vcr import VcrSample, add_bad_vcr_records, write_vcr_sample
 from regionkit.builders.vcr import VcrBuilder, render_tokens
 from regionkit.catalog.masks import decode_rle
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
-from regionkit.pipelines.shard_build import build_shard
-from regionkit.pipelines.sharding import make_shards
+
+from .harness import build_all, build_through_shards
 
 IDENTITY = {k: k for k in range(10)}
 
@@ -32,16 +31,8 @@ def _lines(sample: VcrSample, split: str) -> list[dict]:
     return [json.loads(t) for t in (sample.root / f"{split}.jsonl").read_text().splitlines()]
 
 
-def _build_all(builder: VcrBuilder) -> tuple[dict[str, dict], list[Rejected]]:
-    index = builder.index()
-    rows, rejected = {}, [r for _, r in index.rejected]
-    for items in index.items.values():
-        for outcome in builder.build_items(items):
-            if isinstance(outcome, Built):
-                rows[outcome.row["id"]] = outcome.row
-            else:
-                rejected.append(outcome)
-    return rows, rejected
+def _rows_by_id(builder: VcrBuilder) -> dict[str, dict]:
+    return {row["id"]: row for row in build_all(builder)[0]}
 
 
 def _polygon_mask(polygons: list, height: int, width: int) -> np.ndarray:
@@ -51,8 +42,9 @@ def _polygon_mask(polygons: list, height: int, width: int) -> np.ndarray:
 
 
 def test_every_metadata_object_is_a_region_with_box_score_mask_and_name(vcr_sample):
-    rows, rejected = _build_all(VcrBuilder(vcr_sample.root, vcr_sample.images))
+    built, rejected = build_all(VcrBuilder(vcr_sample.root, vcr_sample.images))
     assert rejected == []
+    rows = {row["id"]: row for row in built}
     for split in vcr_sample.splits:
         for line in _lines(vcr_sample, split):
             row = rows[f"vcr:{split}:{line['annot_id']}"]
@@ -83,7 +75,7 @@ def test_a_two_part_polygon_is_one_mask(vcr_sample):
     metadata = json.loads((vcr_sample.images / line["metadata_fn"]).read_text())
     first, second = metadata["segms"][1]
     assert isinstance(first[0], list) and len(first[0]) == 2  # nested [x, y] pairs
-    rows, _ = _build_all(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
+    rows = _rows_by_id(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
     mask = decode_rle(rows[f"vcr:val:{line['annot_id']}"]["regions"][1]["mask"])
     h, w = mask.shape
     parts = [_polygon_mask([p], h, w) for p in (first, second)]
@@ -95,7 +87,7 @@ def test_a_box_past_the_border_is_clipped_to_the_image(vcr_sample):
     line = _lines(vcr_sample, "train")[0]
     metadata = json.loads((vcr_sample.images / line["metadata_fn"]).read_text())
     assert metadata["boxes"][-1][2] > metadata["width"]
-    rows, _ = _build_all(VcrBuilder(vcr_sample.root, vcr_sample.images, ["train"]))
+    rows = _rows_by_id(VcrBuilder(vcr_sample.root, vcr_sample.images, ["train"]))
     assert rows[f"vcr:train:{line['annot_id']}"]["regions"][-1]["bbox"][2] == metadata["width"]
 
 
@@ -119,13 +111,13 @@ def test_one_based_orig_strings_match_the_zero_based_markup(vcr_sample):
     line = _lines(vcr_sample, "val")[0]
     assert line["question_orig"] == "Does 1 live in this house?"
     assert line["question"][1] == [0]
-    rows, _ = _build_all(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
+    rows = _rows_by_id(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
     first = rows[f"vcr:val:{line['annot_id']}"]["messages"][0]["content"]
     assert first.startswith("Does <region0> live in this house?\nA. ")
 
 
 def test_messages_keep_q_to_a_and_qa_to_r_with_the_correct_labels(vcr_sample):
-    rows, _ = _build_all(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
+    rows = _rows_by_id(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
     line = _lines(vcr_sample, "val")[0]
     messages = rows[f"vcr:val:{line['annot_id']}"]["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
@@ -157,9 +149,9 @@ def test_messages_keep_q_to_a_and_qa_to_r_with_the_correct_labels(vcr_sample):
 def test_the_unlabelled_test_split_carries_user_turns_only(vcr_sample):
     lines = _lines(vcr_sample, "test")
     assert not any(k in line for line in lines for k in ("answer_label", "question_orig"))
-    rows, rejected = _build_all(VcrBuilder(vcr_sample.root, vcr_sample.images, ["test"]))
+    rows, rejected = build_all(VcrBuilder(vcr_sample.root, vcr_sample.images, ["test"]))
     assert rejected == [] and len(rows) == len(lines)
-    for row in rows.values():
+    for row in rows:
         assert [m["role"] for m in row["messages"]] == ["user", "user"]
         assert row["messages"][1]["content"].startswith("Why?\nA. ")
 
@@ -179,26 +171,9 @@ def test_rows_follow_the_question_numbers_and_rebuild_identically(tmp_path):
     builder = VcrBuilder(sample.root, sample.images, ["val"])
     keys = [item.key for item in builder.index().items["val"]]
     assert keys == [f"val-{n}" for n in range(12)]  # val-10 after val-9, not after val-1
-    first, _ = _build_all(builder)
-    again, _ = _build_all(VcrBuilder(sample.root, sample.images, ["val"]))
-    assert list(first) == list(again) and first == again
-
-
-def _build_with_shards(builder: VcrBuilder) -> tuple[list[Rejected], Counter]:
-    """Build through the engine's shard path; quarantined inputs and unit counts per side."""
-    index = builder.index()
-    quarantined, stats = [r for _, r in index.rejected], Counter()
-    for _, rejected in index.rejected:
-        stats.update({f"q_{k}": v for k, v in rejected.units.items()})
-    for shard in make_shards(index, items_per_shard=3):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
-        stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
-    return quarantined, stats
+    first, _ = build_all(builder)
+    again, _ = build_all(VcrBuilder(sample.root, sample.images, ["val"]))
+    assert first == again  # the same rows in the same order
 
 
 def _input_units(sample: VcrSample) -> Counter:
@@ -221,7 +196,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(vcr_sample):
     added = add_bad_vcr_records(vcr_sample)
     total = _input_units(vcr_sample)
     assert total == before + Counter(added)
-    quarantined, stats = _build_with_shards(VcrBuilder(vcr_sample.root, vcr_sample.images))
+    quarantined, stats = build_through_shards(VcrBuilder(vcr_sample.root, vcr_sample.images))
     by_key = {q.key: q for q in quarantined}
     expected = {
         "line 5": "bad_json",
@@ -249,8 +224,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(vcr_sample):
     assert len(quarantined) == len(expected)
     # every unit is accounted for: in = out + quarantined, and nothing read is missing
     for unit in ("question", "object"):
-        index_in = sum(q.units.get(unit, 0) for q in quarantined if q.stage == "index")
-        assert stats[f"in_{unit}"] + index_in == total[unit]
+        assert stats[f"in_{unit}"] == total[unit]
         assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == total[unit]
     assert stats["q_question"] == added["question"] - 1  # val-915 keeps its row
     assert stats["q_object"] == added["object"] - 4  # ... and four of its six objects
@@ -282,7 +256,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(vcr_sample):
 
 def test_regions_after_a_quarantined_object_move_up_in_the_markup(vcr_sample):
     add_bad_vcr_records(vcr_sample)
-    rows, _ = _build_all(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
+    rows = _rows_by_id(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
     row = rows["vcr:val:val-915"]
     assert [r["id"] for r in row["regions"]] == ["0", "1", "2", "4"]
     chair = row["regions"][3]

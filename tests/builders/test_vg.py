@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from datasets import load_dataset
 
-from regionkit.builders.base import BuilderInputError, Built, Rejected
+from regionkit.builders.base import BuilderInputError
 from regionkit.builders.samples.vg import VgSample, add_bad_vg_records, write_vg_sample
 from regionkit.builders.vg import PARTS, VisualGenomeBuilder
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
-from regionkit.pipelines.shard_build import build_shard
-from regionkit.pipelines.sharding import make_shards
+
+from .harness import build_all, build_through_shards
 
 
 @pytest.fixture
@@ -27,15 +26,6 @@ def vg_sample(tmp_path: Path) -> VgSample:
 
 def _builder(sample: VgSample, **kwargs: Any) -> VisualGenomeBuilder:
     return VisualGenomeBuilder(sample.root, sample.images, **kwargs)
-
-
-def _build_all(builder: VisualGenomeBuilder) -> tuple[list[dict], list[Rejected]]:
-    index = builder.index()
-    rows, rejected = [], [r for _, r in index.rejected]
-    for item in index.items.get("train", []):
-        for outcome in builder.build_item(item):
-            (rows.append(outcome.row) if isinstance(outcome, Built) else rejected.append(outcome))
-    return rows, rejected
 
 
 def _elements(sample: VgSample, part: str) -> dict[int, dict]:
@@ -59,7 +49,7 @@ def _region(row: dict, region_id: str) -> tuple[int, dict]:
 
 
 def test_rows_carry_each_image_its_path_and_its_keys(vg_sample):
-    rows, rejected = _build_all(_builder(vg_sample))
+    rows, rejected = build_all(_builder(vg_sample))
     assert rejected == []
     images = {r["image_id"]: r for r in json.loads(vg_sample.file("image_data").read_text())}
     assert [row["id"] for row in rows] == [f"vg:train:{i}" for i in sorted(images)]
@@ -81,7 +71,7 @@ def test_rows_carry_each_image_its_path_and_its_keys(vg_sample):
 
 
 def test_objects_are_clipped_box_regions_named_by_their_first_name(vg_sample):
-    rows, _ = _build_all(_builder(vg_sample))
+    rows, _ = build_all(_builder(vg_sample))
     objects = _elements(vg_sample, "objects")
     negative = 0
     for row in rows:
@@ -101,7 +91,7 @@ def test_objects_are_clipped_box_regions_named_by_their_first_name(vg_sample):
 
 
 def test_attributes_merge_into_their_objects_stripped_and_deduplicated(vg_sample):
-    rows, _ = _build_all(_builder(vg_sample))
+    rows, _ = build_all(_builder(vg_sample))
     first = rows[0]
     entries = _elements(vg_sample, "attributes")[1]["attributes"]
     objects = _elements(vg_sample, "objects")[1]["objects"]
@@ -121,7 +111,7 @@ def test_attributes_merge_into_their_objects_stripped_and_deduplicated(vg_sample
 
 
 def test_relationships_link_object_regions_in_both_end_forms(vg_sample):
-    rows, _ = _build_all(_builder(vg_sample))
+    rows, _ = build_all(_builder(vg_sample))
     first = rows[0]
     relationships = _elements(vg_sample, "relationships")[1]["relationships"]
     merged_into = {
@@ -149,7 +139,7 @@ def test_relationships_link_object_regions_in_both_end_forms(vg_sample):
 
 
 def test_region_descriptions_become_grounded_regions(vg_sample):
-    rows, _ = _build_all(_builder(vg_sample))
+    rows, _ = build_all(_builder(vg_sample))
     regions = _elements(vg_sample, "regions")
     trailing = 0
     for row in rows:
@@ -170,20 +160,7 @@ def test_region_descriptions_become_grounded_regions(vg_sample):
 
 def test_every_bad_record_is_quarantined_with_its_reason(vg_sample):
     added = add_bad_vg_records(vg_sample)
-    builder = _builder(vg_sample)
-    index = builder.index()
-    quarantined, stats = [], Counter()
-    for _, rejected in index.rejected:
-        quarantined.append(rejected)
-        stats.update({f"q_{k}": v for k, v in rejected.units.items()})
-    for shard in make_shards(index, items_per_shard=3):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
-        stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
+    quarantined, stats = build_through_shards(_builder(vg_sample))
     first_object = _elements(vg_sample, "objects")[1]["objects"][0]["object_id"]
     first_region = _elements(vg_sample, "regions")[1]["regions"][0]["region_id"]
     expected = {
@@ -240,8 +217,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(vg_sample):
         elements = json.loads(vg_sample.file(name).read_text())
         totals[part.unit] = sum(len(e[part.key]) for e in elements if isinstance(e, dict))
     for unit, total in totals.items():
-        index_in = sum(r.units.get(unit, 0) for _, r in index.rejected)
-        assert stats[f"in_{unit}"] + index_in == total
+        assert stats[f"in_{unit}"] == total, unit
         assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == total, unit
         assert stats[f"q_{unit}"] == added[unit], unit
 
@@ -250,7 +226,7 @@ def test_image_data_v1_0_keys_images_by_id(vg_sample):
     path = vg_sample.file("image_data")
     records = json.loads(path.read_text())
     path.write_text(json.dumps([{"id": r.pop("image_id"), **r} for r in records]))
-    rows, rejected = _build_all(_builder(vg_sample))
+    rows, rejected = build_all(_builder(vg_sample))
     assert rejected == [] and len(rows) == len(records)
 
 
@@ -262,7 +238,7 @@ def test_parts_choose_the_files_read(vg_sample):
     assert builder.arguments()["parts"] == ["regions"]
     index = builder.index()
     assert all(set(item.units) == {"image", "region"} for item in index.items["train"])
-    rows, _ = _build_all(builder)
+    rows, _ = build_all(builder)
     assert all(r["id"].startswith("region:") for row in rows for r in row["regions"])
     assert all(row["relations"] == [] for row in rows)
     with pytest.raises(BuilderInputError, match=r"objects\.json: file not found.*'vg'.*--parts"):
@@ -297,7 +273,7 @@ def test_a_flat_sample_links_its_images_and_writes_only_the_parts_asked(tmp_path
     ]
     paths = sorted(sample.images.glob("*/*.jpg"))
     assert len(paths) == 5 and len({p.stat().st_ino for p in paths}) == 2  # one per size
-    rows, rejected = _build_all(_builder(sample, parts=["regions"]))
+    rows, rejected = build_all(_builder(sample, parts=["regions"]))
     assert rejected == [] and len(rows) == 5
     # each file draws from its own stream: the regions match those of a full sample
     full = write_vg_sample(tmp_path / "full", num_images=5)

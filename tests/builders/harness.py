@@ -1,0 +1,52 @@
+"""Building a source without Ray, the two ways the builder tests need: item by item, or by shard."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from regionkit.builders.base import Built, RegionBuilder, Rejected
+from regionkit.catalog.schema import ARROW_SCHEMA
+from regionkit.pipelines.shard_build import build_shard
+from regionkit.pipelines.sharding import make_shards
+
+
+def build_all(builder: RegionBuilder) -> tuple[list[dict], list[Rejected]]:
+    """Every split's rows, splits in sorted order, and every rejection, index ones first.
+
+    Items go through `builder.build_items`, so a builder that loses track of a unit fails here.
+    """
+    index = builder.index()
+    rows: list[dict] = []
+    rejected = [r for _, r in index.rejected]
+    for split in sorted(index.items):
+        for outcome in builder.build_items(index.items[split]):
+            if isinstance(outcome, Built):
+                rows.append(outcome.row)
+            else:
+                rejected.append(outcome)
+    return rows, rejected
+
+
+def build_through_shards(
+    builder: RegionBuilder, items_per_shard: int = 3
+) -> tuple[list[Rejected], Counter[str]]:
+    """Build shard by shard as the engine's workers do; every quarantined input and unit counts.
+
+    The counter holds `in_<unit>`, `out_<unit>` and `q_<unit>` over everything read: inputs
+    rejected while indexing count as read and quarantined, so `in = out + q` for every unit.
+    """
+    index = builder.index()
+    quarantined = [r for _, r in index.rejected]
+    stats: Counter[str] = Counter()
+    for rejected in quarantined:
+        stats.update({f"in_{k}": v for k, v in rejected.units.items()})
+        stats.update({f"q_{k}": v for k, v in rejected.units.items()})
+    for shard in make_shards(index, items_per_shard=items_per_shard):
+        result = build_shard(builder, shard, ARROW_SCHEMA)
+        quarantined += [
+            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
+        ]
+        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
+        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
+        stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
+    return quarantined, stats
