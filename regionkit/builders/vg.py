@@ -122,16 +122,21 @@ def _parts_option(text: str) -> tuple[str, ...]:
     return tuple(p for p in PARTS if p in asked)
 
 
+_MISSING = object()
+
+
 def _number(record: dict[str, Any], names: tuple[str, ...], prefix: str) -> float:
     """The first of `names` present in `record` as a float (JSON numbers only)."""
-    name = next((n for n in names if n in record), None)
-    if name is None:
+    for name in names:
+        value = record.get(name, _MISSING)
+        if value is not _MISSING:
+            break
+    else:
         alternatives = " or ".join(repr(f"{prefix}{n}") for n in names)
         raise _Bad(f"field {alternatives} is missing")
-    value = record[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Bad(f"field '{prefix}{name}' should be a number, got {json_kind(value)}")
-    return float(value)
+    if type(value) is int or type(value) is float:  # the usual case, decided at once
+        return float(value)
+    raise _Bad(f"field '{prefix}{name}' should be a number, got {json_kind(value)}")
 
 
 def _integer(record: dict[str, Any], name: str, prefix: str = "") -> int:

@@ -108,7 +108,7 @@ def _refer_source(
     citation: str,
     splits: tuple[str, ...],
     images: str = "COCO train2014/",
-    license_note: str = "Research use per the refer project; " + _COCO_IMAGES_NOTE,
+    license_note: str = "Research use per the refer project. " + _COCO_IMAGES_NOTE,
     format: str = "refer (pickle + COCO json)",
     builder_class: str = "RefCocoBuilder",
 ) -> Source:
@@ -188,7 +188,7 @@ SOURCES: dict[str, Source] = {
             ),
             images="COCO train2014/",
             license="other",
-            license_note="Research use per the GRES project's terms; " + _COCO_IMAGES_NOTE,
+            license_note="Research use per the GRES project's terms. " + _COCO_IMAGES_NOTE,
             citation="""@inproceedings{liu2023gres,
   title={{GRES}: Generalized Referring Expression Segmentation},
   author={Liu, Chang and Ding, Henghui and Jiang, Xudong},
