@@ -13,6 +13,7 @@ import orjson
 from PIL import Image, UnidentifiedImageError
 
 from regionkit.builders.base import BuilderInputError
+from regionkit.builders.image_header import header_size
 
 
 class ImagePathError(ValueError):
@@ -76,6 +77,10 @@ def resolve_image(root: Path, relative: str) -> Path:
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) read from the image header, or `ImagePathError` if missing or unreadable."""
     try:
+        with open(path, "rb") as f:
+            size = header_size(f)
+        if size is not None:
+            return size
         with Image.open(path) as image:
             return image.size
     except FileNotFoundError:
