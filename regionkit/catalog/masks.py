@@ -35,11 +35,13 @@ class MaskError(ValueError):
         self.code = code
 
 
-MAX_RUN_BITS = 60
-"""Longest run a compressed RLE count may encode (pycocotools decodes runs into 64 bits)."""
+MAX_RUN_CHARS = 6
+"""Most characters one compressed run may take: pycocotools shifts 5-bit groups in a C `int`,
+so a 7th group (a shift of 30) overflows it and decodes differently from what we checked."""
 
 
 RLE = dict[str, Any]
+DEGENERATE = "degenerate_polygon"
 
 
 def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
@@ -55,9 +57,6 @@ def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
             f"polygon part has shape {points.shape}; expected flat or [x, y] pairs", DEGENERATE
         )
     return points
-
-
-DEGENERATE = "degenerate_polygon"
 
 
 def _check_vertices_inside(part: np.ndarray, index: int, height: int, width: int) -> None:
@@ -128,11 +127,15 @@ def compressed_counts(text: str | bytes) -> list[int]:
     """The run lengths a compressed RLE string holds, or `MaskError` if it is not one.
 
     The string packs each run in 5-bit groups (characters 48..111, bit 5 = more follows, bit 4 of
-    the last group = sign) and stores runs from the third on as the difference to the run two
+    the last group = sign) and stores runs from the fourth on as the difference to the run two
     before. pycocotools decodes these without any check, so a corrupt string would silently give
     a mask of the wrong area (or read past its buffer); decoding here lets us check the total.
     """
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    if isinstance(text, str):
+        if not text.isascii():
+            raise MaskError("compressed RLE counts hold a character that is not ASCII")
+        text = text.encode("ascii")
+    data = text
     counts: list[int] = []
     position = 0
     while position < len(data):
@@ -151,9 +154,9 @@ def compressed_counts(text: str | bytes) -> list[int]:
             shift += 5
             if not more and group & 0x10:
                 value |= -1 << shift
-            if shift > MAX_RUN_BITS:
+            if shift > 5 * MAX_RUN_CHARS:
                 raise MaskError(
-                    f"compressed RLE counts encode a run longer than {MAX_RUN_BITS} bits"
+                    f"compressed RLE counts write a run in more than {MAX_RUN_CHARS} characters"
                 )
         if len(counts) > 2:
             value += counts[-2]
