@@ -52,6 +52,33 @@ class Built:
     units: Mapping[str, int]
 
 
+RECORD_VALUE_LIMIT = 1_000_000
+"""Most values a quarantined record may hold: beyond it the record is described, not copied."""
+
+
+def _writable(record: Any) -> Any:
+    """`record`, unless writing it as JSON would never end or be absurdly large.
+
+    Untrusted inputs can nest one container inside itself (pickle memo opcodes) or share one
+    list many times over; counting values with repeats, up to a limit, catches both, where a
+    JSON writer would fail the shard or write without end.
+    """
+    stack, values = [record], 0
+    while stack:
+        item = stack.pop()
+        values += 1
+        if values > RECORD_VALUE_LIMIT:
+            return {
+                "unwritable": f"the input holds over {RECORD_VALUE_LIMIT:,} values counting "
+                "repeats, or a container inside itself; it is not copied here"
+            }
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return record
+
+
 @dataclass
 class Rejected:
     """An input that goes to quarantine instead of a row.
@@ -84,7 +111,7 @@ class Rejected:
             "reason": self.reason,
             "units": dict(self.units),
             "file": self.file,
-            "record": self.record,
+            "record": _writable(self.record),
         }
 
 

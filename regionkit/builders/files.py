@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gc
 import os
 from collections.abc import Iterator
@@ -14,6 +15,24 @@ from PIL import Image, UnidentifiedImageError
 
 from regionkit.builders.base import BuilderInputError
 from regionkit.builders.image_header import header_size
+
+LATIN1_FALLBACK = "regionkit-latin1-fallback"
+"""Codec error handler: bytes that are not valid UTF-8 are read as latin-1, one per character."""
+
+
+def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error(LATIN1_FALLBACK, _latin1_fallback)
+
+
+def decode_text(data: bytes) -> str:
+    """Text from old annotation files: UTF-8, with only the bytes that are not UTF-8 read as
+    latin-1, so no text is refused and one stray byte does not garble the rest of the file."""
+    return data.decode("utf-8", LATIN1_FALLBACK)
 
 
 class ImagePathError(ValueError):
@@ -85,7 +104,7 @@ def image_size(path: Path) -> tuple[int, int]:
             return image.size
     except FileNotFoundError:
         raise ImagePathError("missing_image", f"image file {str(path)!r} does not exist") from None
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
         raise ImagePathError(
             "unreadable_image", f"image file {str(path)!r} cannot be read as an image: {error}"
         ) from None

@@ -36,8 +36,8 @@ Units: `image`, `caption` (non-empty sentence lines), `box` and `nobox` (objects
 
 XML safety: the files are parsed with the standard library's ElementTree (expat), which never
 fetches external entities or DTDs. Entity expansion is the remaining risk, so a file that declares
-a DOCTYPE or ENTITY (the real files never do) is refused before parsing; each file is one image's
-few kilobytes, read whole.
+a DOCTYPE or ENTITY (the real files never do) is refused as expat meets the declaration, in any
+encoding; each file is one image's few kilobytes, read whole.
 """
 
 from __future__ import annotations
@@ -49,22 +49,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
-from regionkit.builders.files import ImagePathError, checked_image
+from regionkit.builders.files import ImagePathError, checked_image, decode_text
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.boxes import box_is_empty, clip_box
 from regionkit.catalog.records import make_region, make_row
 
-PLAIN_ID = re.compile(r"[0-9]+")
-"""Image and chain ids; ASCII only (`\\d` would also take other scripts' digits)."""
-INTEGER = re.compile(r"-?[0-9]+")
-PHRASE = re.compile(r"\[/EN#([0-9]+)((?:/[^\s/\[\]]+)+) ([^\[\]]*)\]")
+PLAIN_ID = re.compile(r"[0-9]{1,18}")
+"""Image and chain ids: ASCII digits only (`\\d` would also take other scripts' digits), and at
+most 18 of them (`int()` refuses numbers past 4,300 digits; no id is that long)."""
+INTEGER = re.compile(r"-?[0-9]{1,18}")
+PHRASE = re.compile(r"\[/EN#([0-9]{1,18})((?:/[^\s/\[\]]+)+) ([^\[\]]*)\]")
 """`[/EN#<chain>/<type>[/<type>...] <words>]`; words hold no brackets (nesting never occurs)."""
 NOT_VISUAL_CHAIN = "0"
 COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 UNRELATED_FILE = "UNRELATED_CAPTIONS"
-DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
 
 
 class RecordProblem(Exception):
@@ -141,18 +142,9 @@ def _split_lines(path: Path) -> list[str]:
     return text.split("\n")
 
 
-def _read_text(path: Path) -> str:
-    """A caption file's text: UTF-8, else Latin-1, which decodes any byte (no caption is lost)."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
 def read_sentences(path: Path) -> list[dict[str, Any]]:
     """The non-empty lines of a Sentences file as `{line (1-based), text}`, ends stripped."""
-    lines = _read_text(path).split("\n")
+    lines = decode_text(path.read_bytes()).split("\n")
     return [
         {"line": number, "text": text.strip()}
         for number, text in enumerate(lines, start=1)
@@ -160,10 +152,36 @@ def read_sentences(path: Path) -> list[dict[str, Any]]:
     ]
 
 
+class _DeclaresDtd(Exception):
+    """Raised from inside expat when a document declares a DOCTYPE or an entity."""
+
+
+def _refuse_dtd(*_: object) -> None:
+    raise _DeclaresDtd
+
+
+def _declares_dtd(data: bytes) -> bool:
+    """Whether the XML declares a DOCTYPE or an entity, in whatever encoding it is written.
+
+    expat reports declarations as it meets them, so the refusal comes before any entity could be
+    expanded; a byte search would miss a UTF-16 document.
+    """
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_dtd
+    try:
+        parser.Parse(data, True)
+    except _DeclaresDtd:
+        return True
+    except (expat.ExpatError, LookupError):  # LookupError: an unknown encoding
+        return False  # malformed: ElementTree names the problem next
+    return False
+
+
 def parse_annotation(path: Path, file: str) -> ElementTree.Element:
     """The XML root of an Annotations file, or `RecordProblem` naming the file and what is wrong."""
     data = path.read_bytes()
-    if any(marker in data for marker in DTD_MARKERS):
+    if _declares_dtd(data):
         raise RecordProblem(
             "unsafe_xml",
             f"{file}: declares a DOCTYPE or ENTITY, which Flickr30k files never do; refused so "
@@ -390,7 +408,7 @@ class Flickr30kBuilder(RootedBuilder):
         if not path.is_file():
             return {}
         unrelated: dict[str, list[int]] = {}
-        for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        for number, line in enumerate(decode_text(path.read_bytes()).split("\n"), start=1):
             fields = line.split()
             if not fields or fields[0].startswith("#"):
                 continue
@@ -442,7 +460,7 @@ class Flickr30kBuilder(RootedBuilder):
         try:
             root = parse_annotation(self.root / file, file)
         except RecordProblem as problem:
-            record["xml"] = _read_text(self.root / file)
+            record["xml"] = decode_text((self.root / file).read_bytes())
             return [problem]
         record["objects"] = object_records(root)
         try:

@@ -178,12 +178,12 @@ class _ListReader:
                 return end
             # the next byte is not read yet: step back before the last character if not ASCII
             for _ in range(3):
-                if self.buffer[end - 1] not in _CONTINUATION_BYTES:
+                if end <= 1 or self.buffer[end - 1] not in _CONTINUATION_BYTES:
                     break
                 end -= 1
-            return end - 1 if self.buffer[end - 1] >= 0xC0 else end
+            return end - 1 if end > 1 and self.buffer[end - 1] >= 0xC0 else end
         for _ in range(3):
-            if self.buffer[end] not in _CONTINUATION_BYTES:
+            if end <= 1 or self.buffer[end] not in _CONTINUATION_BYTES:
                 break
             end -= 1
         return end

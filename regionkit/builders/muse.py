@@ -110,9 +110,14 @@ def _instance_id(value: Any) -> str | None:
 
 
 def _segmentation_key(value: Any) -> bytes | None:
+    """The segmentation as canonical bytes, to match instances that carry no id; None if it has
+    none or cannot be one (nested past orjson's depth limit: it will fail as a mask anyway)."""
     if not isinstance(value, dict) or "segmentation" not in value:
         return None
-    return orjson.dumps(value["segmentation"], option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(value["segmentation"], option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _rephrased_name(value: Any) -> str | None:

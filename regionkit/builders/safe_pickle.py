@@ -16,17 +16,13 @@ byte to a character, so no text is lost or refused. Python 3 `bytes` objects sta
 
 from __future__ import annotations
 
-import codecs
 import io
 import pickle
 from pathlib import Path
 from typing import Any
 
 from regionkit.builders.base import BuilderInputError
-from regionkit.builders.files import paused_gc
-
-PY2_TEXT_ERRORS = "regionkit-latin1-fallback"
-"""The codec error handler that decodes Python 2 strings: latin-1 for bytes UTF-8 rejects."""
+from regionkit.builders.files import LATIN1_FALLBACK, paused_gc
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -48,19 +44,9 @@ class PlainUnpickler(pickle.Unpickler):
         )
 
 
-def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
-    """Codec error handler: bytes that are not valid UTF-8 are read as latin-1, one per char."""
-    if not isinstance(error, UnicodeDecodeError):
-        raise error
-    return error.object[error.start : error.end].decode("latin-1"), error.end
-
-
-codecs.register_error(PY2_TEXT_ERRORS, _latin1_fallback)
-
-
 def loads_plain(data: bytes) -> Any:
     """Plain data from pickle bytes of any protocol; raises on globals and malformed streams."""
-    return PlainUnpickler(io.BytesIO(data), encoding="utf-8", errors=PY2_TEXT_ERRORS).load()
+    return PlainUnpickler(io.BytesIO(data), encoding="utf-8", errors=LATIN1_FALLBACK).load()
 
 
 def load_plain_pickle(path: Path) -> Any:

@@ -98,9 +98,16 @@ class _Unusable(Exception):
         self.code, self.message, self.file = code, message, file
 
 
-def natural_key(text: str) -> tuple[tuple[str | int, ...], str]:
-    """Sort `val-2` before `val-10`, so rows follow the files' numbering."""
-    parts = tuple(int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", text)))
+def natural_key(text: str) -> tuple[tuple[str | tuple[int, str], ...], str]:
+    """Sort `val-2` before `val-10`, so rows follow the files' numbering.
+
+    A digit run compares by (length, digits), which orders numbers without `int()`: that refuses
+    runs past 4,300 digits, and annotation ids are untrusted.
+    """
+    parts = tuple(
+        (len(p.lstrip("0")), p.lstrip("0")) if i % 2 else p
+        for i, p in enumerate(re.split(r"([0-9]+)", text))
+    )
     return parts, text
 
 

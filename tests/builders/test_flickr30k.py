@@ -26,6 +26,10 @@ from regionkit.cli import main
 
 from .harness import build_all, build_through_shards
 
+UTF16_DOCTYPE = (
+    '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>'
+).encode("utf-16")
+
 
 @pytest.fixture
 def sample(tmp_path: Path) -> Flickr30kSample:
@@ -237,6 +241,7 @@ def test_unbalanced_markup_is_a_record_problem(line, message):
         (b"<annotation><size>", "malformed_xml", "no element found"),
         (b"<voc><size/></voc>", "malformed_xml", "root element is <voc>"),
         (b'<!DOCTYPE a SYSTEM "file:///etc/passwd"><annotation/>', "unsafe_xml", "DOCTYPE"),
+        (UTF16_DOCTYPE, "unsafe_xml", "DOCTYPE"),  # a byte search would miss it
     ],
 )
 def test_unusable_xml_is_a_record_problem_naming_the_file(tmp_path, data, code, message):

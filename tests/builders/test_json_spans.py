@@ -112,6 +112,14 @@ def test_invalid_utf8_is_located(tmp_path):
         list(iter_list_spans(path))
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 1 << 20])
+def test_a_stray_continuation_byte_at_an_element_start_is_an_input_error(tmp_path, chunk_size):
+    path = tmp_path / "bad.json"
+    path.write_bytes(b'[\xa5"id": 1}, {"id": 2}]')
+    with pytest.raises(BuilderInputError, match=r"bad\.json: "):
+        list(iter_list_spans(path, chunk_size))
+
+
 def test_a_file_changed_after_indexing_is_a_clear_error(tmp_path):
     path = _write(tmp_path / "objects.json", '[{"id": 1}, {"id": 2}]')
     span = list(iter_list_spans(path))[1]
