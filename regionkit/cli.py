@@ -142,33 +142,27 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from regionkit.builders.coco import CocoBuilder
-    from regionkit.builders.samples.coco import add_bad_coco_records, write_coco_sample
-    from regionkit.pipelines.build import BuildOptions, run_build
-    from regionkit.pipelines.inspect import inspect_dataset
-    from regionkit.pipelines.preview import render_preview
+    from regionkit.pipelines.demo import demo_sources, run_demo
 
+    known = demo_sources()
+    sources = args.sources or known
+    unknown = [s for s in sources if s not in known]
+    if unknown:
+        print(
+            f"error: no demo sample for {unknown}; choose from {', '.join(known)}", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
     out: Path = args.out
-    sample = write_coco_sample(out / "sources" / "coco", num_images=24, seed=args.seed)
-    add_bad_coco_records(sample)
-    print(f"wrote a COCO-format sample source to {sample.annotations.parent.parent}")
-    builder = CocoBuilder(sample.annotations, sample.images)
-    report = run_build(
-        builder,
-        BuildOptions(
-            out=out / "coco",
-            items_per_shard=8,
-            ray_address=args.ray_address,
-            overwrite=True,
-            name="regionkit-demo-coco",
-        ),
-    )
-    print(report.format())
-    print(inspect_dataset(out / "coco").format())
-    preview = render_preview(out / "coco", out / "preview.png", n=8)
-    print(f"preview: {preview}")
-    print(f"open it in Python: datasets.load_dataset({str(out / 'coco')!r})")
-    return 0
+    print(f"writing sample sources (broken records included) under {out / 'sources'}")
+    results = run_demo(out, sources, args.seed, args.ray_address, progress=not args.no_progress)
+    print(results[0].report.format())
+    print("\nevery source (units: in = out + quarantined):")
+    for result in results:
+        print(f"  {result.summary()}")
+    print(f"\nquarantine reasons: {out}/<source>/quarantine/*.jsonl")
+    print(f"previews: {out / 'previews'}/<source>.png")
+    print(f"open one in Python: datasets.load_dataset({str(out / sources[0])!r})")
+    return 0 if all(r.valid for r in results) else EXIT_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -227,6 +221,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for everything")
     demo.add_argument("--seed", type=int, default=0, help="sample generator seed")
     demo.add_argument("--ray-address", default=None, help="Ray cluster (default: embedded)")
+    demo.add_argument(
+        "--sources",
+        type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
+        default=None,
+        help="comma-separated sources to demo (default: all of them)",
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
     return parser
 

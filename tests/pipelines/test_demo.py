@@ -1,0 +1,30 @@
+"""`regionkit demo`: every source's sample builds, balances, validates and previews."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from regionkit.catalog.sources import SOURCES
+from regionkit.cli import main
+from regionkit.pipelines.demo import demo_sources, run_demo
+
+
+def test_every_catalog_source_has_a_demo_sample():
+    assert demo_sources() == list(SOURCES)
+
+
+def test_demo_builds_every_source_with_its_broken_records(ray_cluster, tmp_path):
+    results = run_demo(tmp_path, demo_sources(), ray_address=ray_cluster, progress=False)
+    assert [r.source for r in results] == demo_sources()
+    for result in results:
+        counts = result.report.stats.to_json()["units"]
+        assert result.valid and result.report.stats.rows > 0, result.source
+        assert all(c["in"] == c["out"] + c["quarantined"] for c in counts.values())
+        assert sum(c["quarantined"] for c in counts.values()) > 0, result.source
+        with Image.open(result.preview) as preview:
+            assert preview.width > 0
+
+
+def test_demo_refuses_an_unknown_source(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--sources", "coco,imagenet"]) == 2
+    assert "no demo sample for ['imagenet']" in capsys.readouterr().err
