@@ -22,4 +22,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check regionkit tests bench
 
 bench: $(STAMP)
-	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/python bench/build_throughput.py
+	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/python bench/build_throughput.py coco
