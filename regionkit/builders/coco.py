@@ -24,8 +24,9 @@ from regionkit.builders.base import (
     SourceIndex,
     WorkItem,
 )
+from regionkit.builders.fields import RecordError
 from regionkit.builders.files import ImagePathError, checked_image
-from regionkit.builders.instances import RegionError, annotation_region, read_instances
+from regionkit.builders.instances import annotation_region, read_instances
 from regionkit.catalog.records import make_row
 
 SPLIT_FROM_FILENAME = re.compile(r"instances_(\w+)\.json$")
@@ -132,7 +133,7 @@ class CocoBuilder(RegionBuilder):
                 regions.append(
                     annotation_region(ann, item.payload["categories"][ann["id"]], width, height)
                 )
-            except RegionError as error:
+            except RecordError as error:
                 yield Rejected(
                     f"annotation {ann['id']}",
                     error.code,

@@ -42,3 +42,15 @@ def field_problem(record: Any, required: dict[str, type | tuple[type, ...]]) -> 
             expected = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
             return f"field {name!r} should be {expected}, got {json_kind(value)}"
     return None
+
+
+class RecordError(ValueError):
+    """A record (or a part of one) that cannot be used: a quarantine `code` and a message.
+
+    Builders raise it from deep inside a record's parsing, where the record's key, file and units
+    are out of reach, and catch it at the record's level to turn it into one `Rejected`.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -52,6 +52,7 @@ from typing import Any
 from xml.parsers import expat
 
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
+from regionkit.builders.fields import RecordError
 from regionkit.builders.files import ImagePathError, checked_image, decode_text
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.boxes import box_is_empty, clip_box
@@ -66,15 +67,7 @@ PHRASE = re.compile(r"\[/EN#([0-9]{1,18})((?:/[^\s/\[\]]+)+) ([^\[\]]*)\]")
 NOT_VISUAL_CHAIN = "0"
 COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 UNRELATED_FILE = "UNRELATED_CAPTIONS"
-
-
-class RecordProblem(Exception):
-    """What is wrong with one file or record: a quarantine code and a message naming the field."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+SPLIT_FILE = "{split}.txt"
 
 
 @dataclass(frozen=True)
@@ -87,7 +80,7 @@ class Phrase:
 
 
 def parse_sentence(line: str) -> tuple[str, list[Phrase]]:
-    """A sentence line -> (caption without markup, its phrases), or `RecordProblem` if unbalanced.
+    """A sentence line -> (caption without markup, its phrases), or `RecordError` if unbalanced.
 
     Every `[` must open a well-formed phrase and every `]` must close one: a bracket left over
     once the phrases are taken out means the line's markup cannot be trusted.
@@ -99,7 +92,7 @@ def parse_sentence(line: str) -> tuple[str, list[Phrase]]:
         _check_plain(line, position, match.start())
         words = match.group(3).split()
         if not words:
-            raise RecordProblem(
+            raise RecordError(
                 "bad_markup",
                 f"field 'markup': the phrase at column {match.start() + 1} has no words",
             )
@@ -113,16 +106,16 @@ def parse_sentence(line: str) -> tuple[str, list[Phrase]]:
 
 
 def _check_plain(line: str, start: int, stop: int) -> None:
-    """Raise `RecordProblem` if text between phrases holds a bracket (a broken phrase)."""
+    """Raise `RecordError` if text between phrases holds a bracket (a broken phrase)."""
     for column in range(start, stop):
         if line[column] == "[":
-            raise RecordProblem(
+            raise RecordError(
                 "bad_markup",
                 f"field 'markup': '[' at column {column + 1} opens no well-formed "
                 f"[/EN#<chain>/<type> <words>] phrase: {line[column : column + 40]!r}",
             )
         if line[column] == "]":
-            raise RecordProblem(
+            raise RecordError(
                 "bad_markup", f"field 'markup': ']' at column {column + 1} closes no phrase"
             )
 
@@ -179,10 +172,10 @@ def _declares_dtd(data: bytes) -> bool:
 
 
 def parse_annotation(path: Path, file: str) -> ElementTree.Element:
-    """The XML root of an Annotations file, or `RecordProblem` naming the file and what is wrong."""
+    """The XML root of an Annotations file, or `RecordError` naming the file and what is wrong."""
     data = path.read_bytes()
     if _declares_dtd(data):
-        raise RecordProblem(
+        raise RecordError(
             "unsafe_xml",
             f"{file}: declares a DOCTYPE or ENTITY, which Flickr30k files never do; refused so "
             "no entity can expand",
@@ -190,11 +183,11 @@ def parse_annotation(path: Path, file: str) -> ElementTree.Element:
     try:
         root = ElementTree.fromstring(data)
     except (ElementTree.ParseError, LookupError) as error:  # LookupError: unknown encoding
-        raise RecordProblem(
+        raise RecordError(
             "malformed_xml", f"{file}: not well-formed XML ({error}); the file may be truncated"
         ) from None
     if root.tag != "annotation":
-        raise RecordProblem(
+        raise RecordError(
             "malformed_xml", f"{file}: root element is <{root.tag}>, not <annotation>"
         )
     return root
@@ -227,14 +220,14 @@ def _stripped(text: str | None) -> str | None:
 
 
 def annotated_size(root: ElementTree.Element, file: str) -> tuple[int, int]:
-    """(width, height) from `<size>`, or `RecordProblem` naming the missing or bad field."""
+    """(width, height) from `<size>`, or `RecordError` naming the missing or bad field."""
     size = []
     for tag in ("width", "height"):
         text = root.findtext(f"size/{tag}")
         if text is None:
-            raise RecordProblem("bad_size", f"{file}: field 'size/{tag}' is missing")
+            raise RecordError("bad_size", f"{file}: field 'size/{tag}' is missing")
         if not PLAIN_ID.fullmatch(text.strip()) or int(text) == 0:
-            raise RecordProblem(
+            raise RecordError(
                 "bad_size", f"{file}: field 'size/{tag}' {text!r} is not a positive int"
             )
         size.append(int(text))
@@ -242,15 +235,13 @@ def annotated_size(root: ElementTree.Element, file: str) -> tuple[int, int]:
 
 
 def chain_ids(record: dict[str, Any]) -> list[str]:
-    """An object's chain ids, normalised; `RecordProblem` when it has none or a non-number."""
+    """An object's chain ids, normalised; `RecordError` when it has none or a non-number."""
     names = record["names"]
     if not names:
-        raise RecordProblem(
-            "missing_name", "field 'name' is missing: the object belongs to no chain"
-        )
+        raise RecordError("missing_name", "field 'name' is missing: the object belongs to no chain")
     bad = [name for name in names if not PLAIN_ID.fullmatch(name)]
     if bad:
-        raise RecordProblem("bad_name", f"field 'name': {bad[0]!r} is not a chain id (a number)")
+        raise RecordError("bad_name", f"field 'name': {bad[0]!r} is not a chain id (a number)")
     return [str(int(name)) for name in names]
 
 
@@ -260,14 +251,14 @@ def box_xyxy(record: dict[str, Any], width: int, height: int) -> list[float]:
     for tag in COORDINATES:
         text = record["bndbox"].get(tag)
         if text is None:
-            raise RecordProblem("malformed_box", f"field 'bndbox/{tag}' is missing")
+            raise RecordError("malformed_box", f"field 'bndbox/{tag}' is missing")
         if not INTEGER.fullmatch(text):
-            raise RecordProblem("malformed_box", f"field 'bndbox/{tag}' {text!r} is not an integer")
+            raise RecordError("malformed_box", f"field 'bndbox/{tag}' {text!r} is not an integer")
         corners.append(int(text))
     xmin, ymin, xmax, ymax = corners
     box = clip_box([xmin - 1, ymin - 1, xmax, ymax], width, height)
     if box_is_empty(box):
-        raise RecordProblem(
+        raise RecordError(
             "empty_box",
             f"field 'bndbox': {corners} (1-based inclusive) covers no pixel of the "
             f"{width}x{height} image",
@@ -280,7 +271,7 @@ def check_flags(record: dict[str, Any]) -> None:
     for tag in ("scene", "nobndbox"):
         if record[tag] not in ("0", "1"):
             found = "is missing" if record[tag] is None else f"{record[tag]!r} is not 0 or 1"
-            raise RecordProblem("malformed_object", f"no 'bndbox', and field {tag!r} {found}")
+            raise RecordError("malformed_object", f"no 'bndbox', and field {tag!r} {found}")
 
 
 def object_units(objects: list[dict[str, Any]] | None) -> dict[str, int]:
@@ -338,13 +329,10 @@ class Flickr30kBuilder(RootedBuilder):
         The per-image Sentences and Annotations files (63,566 in the full set) are not listed:
         hashing them into the manifest would make it megabytes long.
         """
-        files = [self.root / f"{s}.txt" for s in self._splits_found() if self.wants_split(s)]
+        found = self.present_split_files(SPLIT_FILE)
+        files = [path for split, path in found.items() if self.wants_split(split)]
         unrelated = self.root / UNRELATED_FILE
         return [*files, unrelated] if unrelated.is_file() else files
-
-    def _splits_found(self) -> list[str]:
-        """The catalog's splits whose id list exists under --root."""
-        return [split for split in self.catalog.splits if (self.root / f"{split}.txt").is_file()]
 
     def _require_folder(self, name: str) -> None:
         """Fail clearly when a whole folder of the source is absent (nothing could be built)."""
@@ -356,9 +344,9 @@ class Flickr30kBuilder(RootedBuilder):
             )
 
     def index(self) -> SourceIndex:
-        found = self._splits_found()
+        found = self.present_split_files(SPLIT_FILE)
         if not found:
-            self.expected_file("{split}.txt", split=self.catalog.splits[0])
+            self.expected_file(SPLIT_FILE, split=self.catalog.splits[0])
         self.check_splits_found(found)
         self._require_folder("Sentences")
         self._require_folder("Annotations")
@@ -375,7 +363,7 @@ class Flickr30kBuilder(RootedBuilder):
 
     def _split_ids(self, split: str, index: SourceIndex) -> list[str]:
         """The split's plain, distinct image ids in numeric order; other lines are rejected."""
-        path = self.expected_file("{split}.txt", split=split)
+        path = self.expected_file(SPLIT_FILE, split=split)
         ids: set[str] = set()
         for number, line in enumerate(_split_lines(path), start=1):
             image_id = line.strip()
@@ -432,7 +420,7 @@ class Flickr30kBuilder(RootedBuilder):
             return Rejected(
                 f"image {image_id}",
                 problems[0].code,
-                f"image {image_id} in {split}.txt: " + "; ".join(p.message for p in problems),
+                f"image {image_id} in {split}.txt: " + "; ".join(str(p) for p in problems),
                 units,
                 record,
                 f"Sentences/{image_id}.txt"
@@ -441,31 +429,31 @@ class Flickr30kBuilder(RootedBuilder):
             )
         return WorkItem(split, image_id, {**record, "unrelated": unrelated}, units)
 
-    def _read_sentences(self, image_id: str, record: dict[str, Any]) -> list[RecordProblem]:
+    def _read_sentences(self, image_id: str, record: dict[str, Any]) -> list[RecordError]:
         """Put the image's sentence lines into `record`; the problem if the file is missing."""
         file = f"Sentences/{image_id}.txt"
         if not (self.root / file).is_file():
-            return [RecordProblem("missing_sentences", f"{file}: file not found")]
+            return [RecordError("missing_sentences", f"{file}: file not found")]
         record["sentences"] = read_sentences(self.root / file)
         return []
 
-    def _read_annotation(self, image_id: str, record: dict[str, Any]) -> list[RecordProblem]:
+    def _read_annotation(self, image_id: str, record: dict[str, Any]) -> list[RecordError]:
         """Put the image's objects and size into `record`; the problem if the XML is unusable.
 
         An unparsable file's text goes into `record` instead, so the quarantine keeps it.
         """
         file = f"Annotations/{image_id}.xml"
         if not (self.root / file).is_file():
-            return [RecordProblem("missing_annotation", f"{file}: file not found")]
+            return [RecordError("missing_annotation", f"{file}: file not found")]
         try:
             root = parse_annotation(self.root / file, file)
-        except RecordProblem as problem:
+        except RecordError as problem:
             record["xml"] = decode_text((self.root / file).read_bytes())
             return [problem]
         record["objects"] = object_records(root)
         try:
             record["width"], record["height"] = annotated_size(root, file)
-        except RecordProblem as problem:
+        except RecordError as problem:
             return [problem]
         return []
 
@@ -546,16 +534,16 @@ class Flickr30kBuilder(RootedBuilder):
         for number, sentence in enumerate(sentences, start=1):
             try:
                 if number in unrelated:
-                    raise RecordProblem(
+                    raise RecordError(
                         "unrelated_caption",
                         f"sentence {number} is listed in {UNRELATED_FILE} as not about the image",
                     )
                 yield parse_sentence(sentence["text"])
-            except RecordProblem as problem:
+            except RecordError as problem:
                 yield Rejected(
                     f"caption {image_id}/{sentence['line']}",
                     problem.code,
-                    f"{file}: line {sentence['line']}: {problem.message}",
+                    f"{file}: line {sentence['line']}: {problem}",
                     {"caption": 1},
                     {"image_id": image_id, **sentence},
                     file,
@@ -573,12 +561,12 @@ class Flickr30kBuilder(RootedBuilder):
                 check_flags(record)
                 return None
             return chains, box_xyxy(record, width, height)
-        except RecordProblem as problem:
+        except RecordError as problem:
             named = ", ".join(record["names"]) or "none"
             return Rejected(
                 f"object {image_id}/{position}",
                 problem.code,
-                f"{file}: object[{position}] (chains {named}): {problem.message}",
+                f"{file}: object[{position}] (chains {named}): {problem}",
                 {"box" if has_box else "nobox": 1},
                 {"image_id": image_id, "position": position, **record},
                 file,

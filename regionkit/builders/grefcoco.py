@@ -26,8 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from regionkit.builders.fields import RecordError
 from regionkit.builders.files import load_json
-from regionkit.builders.refer import ReferringBuilder, RefError
+from regionkit.builders.refer import ReferringBuilder
 
 NO_TARGET = -1
 """The `ann_id` of a ref that refers to nothing in its image."""
@@ -44,26 +45,26 @@ class GRefCocoBuilder(ReferringBuilder):
 
     def ref_targets(self, ref: dict[str, Any]) -> list[int]:
         if "ann_id" not in ref:
-            raise RefError("malformed_ref", "field 'ann_id' is missing")
+            raise RecordError("malformed_ref", "field 'ann_id' is missing")
         value = ref["ann_id"]
         ids = value if isinstance(value, list) else [value]
         if not all(type(ann_id) is int for ann_id in ids):
-            raise RefError(
+            raise RecordError(
                 "malformed_ref", f"field 'ann_id' should be an int or a list of ints, got {value!r}"
             )
         if not ids:
-            raise RefError(
+            raise RecordError(
                 "bad_target", f"field 'ann_id' is empty; a ref to nothing has [{NO_TARGET}]"
             )
         no_target = NO_TARGET in ids
         if no_target and len(set(ids)) > 1:
-            raise RefError(
+            raise RecordError(
                 "bad_target",
                 f"field 'ann_id' {value} mixes {NO_TARGET} (no target) with annotation ids",
             )
         flag = ref.get("no_target", no_target)
         if flag is not no_target:
-            raise RefError(
+            raise RecordError(
                 "no_target_mismatch",
                 f"field 'no_target' is {flag!r} but field 'ann_id' is {value!r}",
             )

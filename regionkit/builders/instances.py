@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from regionkit.builders.base import BuilderInputError, Rejected
-from regionkit.builders.fields import field_problem
+from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import load_json
 from regionkit.catalog.boxes import box_outside_image, xywh_to_xyxy
 from regionkit.catalog.masks import MaskError, rle_to_bbox, segmentation_to_rle
@@ -176,20 +176,12 @@ def _annotation_problem(instances: Instances, ann: Any) -> tuple[str | None, str
     return None, ""
 
 
-class RegionError(ValueError):
-    """An annotation that cannot become a region of its image; `code` is the quarantine slug."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def annotation_region(
     ann: dict[str, Any], category: str | None, width: int, height: int
 ) -> dict[str, Any]:
     """One annotation of a `width` x `height` image as a region (mask, tight box, crowd flag).
 
-    Raises `RegionError` naming the field at fault when the annotation cannot be one.
+    Raises `RecordError` naming the field at fault when the annotation cannot be one.
     """
     stored = ann.get("bbox")
     if (
@@ -198,18 +190,18 @@ def annotation_region(
         and all(isinstance(v, (int, float)) for v in stored)
         and box_outside_image(xywh_to_xyxy(stored), width, height)
     ):
-        raise RegionError(
+        raise RecordError(
             "bbox_outside_image",
             f"field 'bbox' {stored} (xywh) lies outside the {width}x{height} image",
         )
     if "segmentation" not in ann:
-        raise RegionError("missing_segmentation", "field 'segmentation' is missing")
+        raise RecordError("missing_segmentation", "field 'segmentation' is missing")
     try:
         rle = segmentation_to_rle(ann["segmentation"], height, width)
     except MaskError as error:
-        raise RegionError(error.code, f"field 'segmentation': {error}") from None
+        raise RecordError(error.code, f"field 'segmentation': {error}") from None
     bbox = rle_to_bbox(rle)
     if bbox is None:
-        raise RegionError("empty_mask", "field 'segmentation' covers no pixel of the image")
+        raise RecordError("empty_mask", "field 'segmentation' covers no pixel of the image")
     attributes = ["crowd"] if ann.get("iscrowd") == 1 else []
     return make_region(str(ann["id"]), bbox, rle, category, attributes)

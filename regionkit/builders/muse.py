@@ -40,7 +40,6 @@ needing a quarantined instance (so no `<segK>` dangles), and text that already h
 from __future__ import annotations
 
 import argparse
-import os
 import posixpath
 import re
 from collections import Counter
@@ -53,7 +52,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
-from regionkit.builders.fields import field_problem, json_kind
+from regionkit.builders.fields import RecordError, field_problem, json_kind
 from regionkit.builders.files import ImagePathError, checked_image, load_json
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.masks import MaskError, rle_to_bbox, segmentation_to_rle
@@ -69,14 +68,6 @@ TRAILING_DIGITS = re.compile(r"(\d+)\D*$")
 REQUIRED_RECORD_FIELDS = {"height": int, "width": int, "questions": list, "answers": list}
 OPTIONAL_RECORD_FIELDS = {"file_name": str, "coco_url": str, "ann_list": list, "text_answers": list}
 REQUIRED_INSTANCE_FIELDS = {"segmentation": (list, dict), "category_name": str}
-
-
-class Unusable(ValueError):
-    """Why one instance or question of a record cannot be used: a quarantine code and a message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -258,34 +249,34 @@ def template_answer(names: list[str], regions: list[int]) -> str:
 def _checked_question(
     i: int, record: dict[str, Any], targets: list[int] | None
 ) -> tuple[str, str | None, list[int]]:
-    """(question, text answer or None, targets) of question i, or `Unusable` for bad fields."""
+    """(question, text answer or None, targets) of question i, or `RecordError` for bad fields."""
     question = record["questions"][i]
     text_answers = record.get("text_answers")
     text_answer = None if text_answers is None else text_answers[i]
     if not isinstance(question, str) or not question.strip():
-        raise Unusable(
+        raise RecordError(
             "malformed_question",
             f"field 'questions'[{i}] should be a non-empty string, got {question!r}",
         )
     if targets is None:
-        raise Unusable(
+        raise RecordError(
             "malformed_question",
             f"field 'answers'[{i}] should be a list of instances, "
             f"got {type(record['answers'][i]).__name__}",
         )
     if text_answers is not None and not isinstance(text_answer, str):
-        raise Unusable(
+        raise RecordError(
             "malformed_question",
             f"field 'text_answers'[{i}] should be str, got {type(text_answer).__name__}",
         )
     if text_answer is not None and text_answer.count(SEG_PLACEHOLDER) != len(targets):
-        raise Unusable(
+        raise RecordError(
             "seg_count_mismatch",
             f"field 'text_answers'[{i}] has {text_answer.count(SEG_PLACEHOLDER)} "
             f"'{SEG_PLACEHOLDER}' placeholders but 'answers'[{i}] lists {len(targets)} instances",
         )
     if text_answer is None and not targets:
-        raise Unusable(
+        raise RecordError(
             "empty_answer",
             f"field 'answers'[{i}] lists no instance and the record has no 'text_answers', "
             "so there is no answer to give",
@@ -294,7 +285,7 @@ def _checked_question(
 
 
 def _check_no_markup(texts: dict[str, str]) -> None:
-    """`Unusable` when source text already holds `<segK>`, `<regionK>` or `<rej>`.
+    """`RecordError` when source text already holds `<segK>`, `<regionK>` or `<rej>`.
 
     The engine reads that markup as references into the row's regions, so a stray one would
     point at a region the text never meant.
@@ -302,7 +293,7 @@ def _check_no_markup(texts: dict[str, str]) -> None:
     for label, text in texts.items():
         found = MARKUP.search(text)
         if found is not None:
-            raise Unusable(
+            raise RecordError(
                 "markup_in_text",
                 f"field {label} already holds {found.group()!r}, which would be read as "
                 "region markup",
@@ -343,39 +334,14 @@ class MuseBuilder(RootedBuilder):
     def source_files(self) -> list[Path]:
         return list(self._split_files().values())
 
-    def _split_file(self, split: str) -> Path | None:
-        """The split's file under either spelling, None if absent, an error if both exist."""
-        found = [self.root / p.format(split=split) for p in FILE_PATTERNS]
-        found = [p for p in found if p.is_file()]
-        if len(found) == 2 and not os.path.samefile(*found):
-            raise BuilderInputError(
-                f"{self.root}: both {found[0].name} and {found[1].name} exist; they are the "
-                f"same split {split!r} under two spellings, keep one"
-            )
-        return found[0] if found else None
-
     def _split_files(self) -> dict[str, Path]:
-        """Split -> file: those asked for with --splits (each required), else all present."""
-        lower, upper = FILE_PATTERNS
-        if self.splits:
-            described = self.catalog.files[0].description
-            return {
-                split: self._split_file(split)
-                or self.require_file(  # absent, so this raises naming the file
-                    self.root / lower.format(split=split),
-                    f"{lower.format(split=split)} or {upper.format(split=split)} "
-                    f"({described}) under --root",
-                )
-                for split in self.splits
-            }
-        files = {s: p for s in self.catalog.splits if (p := self._split_file(s)) is not None}
-        if not files:
-            wanted = ", ".join(lower.format(split=s) for s in self.catalog.splits)
-            raise BuilderInputError(
-                f"{self.root}: no MUSE file found. Catalog source 'muse' needs one or more of "
-                f"{wanted} (or MUSE_<split>.json) under --root; see `regionkit sources muse`."
-            )
-        return files
+        """Split -> file under either spelling: those asked for with --splits, else all present."""
+        wanted = ", ".join(FILE_PATTERNS[0].format(split=s) for s in self.catalog.splits)
+        return self.split_files(
+            *FILE_PATTERNS,
+            none_found=f"no MUSE file found. Catalog source 'muse' needs one or more of {wanted} "
+            "(or MUSE_<split>.json) under --root; see `regionkit sources muse`.",
+        )
 
     def index(self) -> SourceIndex:
         index = SourceIndex()
@@ -454,7 +420,7 @@ class MuseBuilder(RootedBuilder):
         for n, instance in enumerate(instances):
             try:
                 region = self._region(instance, width, height)
-            except Unusable as error:
+            except RecordError as error:
                 failed[n] = error.code
                 yield Rejected(
                     f"record {item.key} instance {instance.region_id}",
@@ -504,20 +470,22 @@ class MuseBuilder(RootedBuilder):
         )
 
     def _region(self, instance: Instance, width: int, height: int) -> dict[str, Any]:
-        """One instance as a region (mask and its tight box), or `Unusable` saying why not."""
+        """One instance as a region (mask and its tight box), or `RecordError` saying why not."""
         value = instance.value
         if not isinstance(value, dict):
-            raise Unusable("malformed_instance", f"instance is {json_kind(value)}, not an object")
+            raise RecordError(
+                "malformed_instance", f"instance is {json_kind(value)}, not an object"
+            )
         problem = field_problem(value, REQUIRED_INSTANCE_FIELDS)
         if problem is not None:
-            raise Unusable("malformed_instance", problem)
+            raise RecordError("malformed_instance", problem)
         try:
             rle = segmentation_to_rle(value["segmentation"], height, width)
         except MaskError as error:
-            raise Unusable(error.code, f"field 'segmentation': {error}") from None
+            raise RecordError(error.code, f"field 'segmentation': {error}") from None
         bbox = rle_to_bbox(rle)
         if bbox is None:
-            raise Unusable("empty_mask", "field 'segmentation' covers no pixel of the image")
+            raise RecordError("empty_mask", "field 'segmentation' covers no pixel of the image")
         return make_region(instance.region_id, bbox, rle, value["category_name"])
 
     def _dialogue(
@@ -550,7 +518,7 @@ class MuseBuilder(RootedBuilder):
         for i, question in enumerate(questions):
             try:
                 yield self._turn(i, record, targets[i], instances, region_of, failed)
-            except Unusable as error:
+            except RecordError as error:
                 original = {"question": question, "answer": answers[i]}
                 if text_answers is not None:
                     original["text_answer"] = text_answers[i]
@@ -572,11 +540,11 @@ class MuseBuilder(RootedBuilder):
         region_of: dict[int, int],
         failed: dict[int, str],
     ) -> list[dict[str, str]]:
-        """Question i as a user and an assistant message, or `Unusable` saying why not."""
+        """Question i as a user and an assistant message, or `RecordError` saying why not."""
         question, text_answer, targets = _checked_question(i, record, targets)
         for j, n in enumerate(targets):
             if n in failed:
-                raise Unusable(
+                raise RecordError(
                     "instance_quarantined",
                     f"field 'answers'[{i}][{j}] is instance {instances[n].region_id} "
                     f"({instances[n].origin}), quarantined as {failed[n]}",

@@ -44,11 +44,10 @@ from regionkit.builders.base import (
     SourceIndex,
     WorkItem,
 )
-from regionkit.builders.fields import field_problem
+from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import ImagePathError, checked_image
 from regionkit.builders.instances import (
     Instances,
-    RegionError,
     annotation_region,
     read_instances,
 )
@@ -58,14 +57,6 @@ from regionkit.catalog.records import make_row
 
 INSTANCES_FILE = "instances.json"
 REQUIRED_REF_FIELDS = {"ref_id": int, "image_id": int, "split": str, "sentences": list}
-
-
-class RefError(ValueError):
-    """A ref that cannot be used; `code` is the quarantine slug, the message names the field."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class ReferringBuilder(RootedBuilder):
@@ -101,11 +92,11 @@ class ReferringBuilder(RootedBuilder):
     def ref_targets(self, ref: dict[str, Any]) -> list[int]:
         """The distinct annotation ids a ref refers to, sorted (empty: it refers to nothing).
 
-        Raises `RefError` when the ref's target fields are malformed.
+        Raises `RecordError` when the ref's target fields are malformed.
         """
 
     def check_targets(self, ref: dict[str, Any], anns: list[dict[str, Any]]) -> None:
-        """Further agreement between a ref and its annotations; raises `RefError` if not."""
+        """Further agreement between a ref and its annotations; raises `RecordError` if not."""
 
     def source_files(self) -> list[Path]:
         return [
@@ -157,7 +148,7 @@ class ReferringBuilder(RootedBuilder):
         count = len(sentences) if isinstance(sentences, list) else 0
         try:
             targets = self._checked_targets(ref, instances, seen)
-        except RefError as error:
+        except RecordError as error:
             rejected = Rejected(
                 f"ref {ref_id}",
                 error.code,
@@ -187,10 +178,10 @@ class ReferringBuilder(RootedBuilder):
         """The ref's target annotation ids once its fields, image and annotations check out."""
         problem = field_problem(ref, REQUIRED_REF_FIELDS)
         if problem is not None:
-            raise RefError("malformed_ref", problem)
+            raise RecordError("malformed_ref", problem)
         targets = self.ref_targets(ref)
         if ref["ref_id"] in seen:
-            raise RefError("duplicate_ref", f"field 'ref_id': {ref['ref_id']} appears twice")
+            raise RecordError("duplicate_ref", f"field 'ref_id': {ref['ref_id']} appears twice")
         seen.add(ref["ref_id"])
         image_id = ref["image_id"]
         if image_id not in instances.images:
@@ -201,7 +192,7 @@ class ReferringBuilder(RootedBuilder):
             if ann is None:
                 raise _unusable(instances, "annotation", ann_id, "ann_id")
             if ann["image_id"] != image_id:
-                raise RefError(
+                raise RecordError(
                     "annotation_image_mismatch",
                     f"field 'ann_id': annotation {ann_id} is on image {ann['image_id']}, "
                     f"not on the ref's image {image_id}",
@@ -288,14 +279,14 @@ class ReferringBuilder(RootedBuilder):
 
     def _regions(
         self, payload: dict[str, Any], width: int, height: int
-    ) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[dict[str, Any], RegionError]]]:
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[dict[str, Any], RecordError]]]:
         """Each target annotation as a region, or with the reason it cannot be one."""
         regions, failures = {}, {}
         for ann in payload["annotations"]:
             try:
                 category = payload["categories"][ann["id"]]
                 regions[ann["id"]] = annotation_region(ann, category, width, height)
-            except RegionError as error:
+            except RecordError as error:
                 failures[ann["id"]] = (ann, error)
         return regions, failures
 
@@ -336,14 +327,14 @@ def _units(refs: list[dict[str, Any]]) -> dict[str, int]:
     return {"ref": len(refs), "sentence": sum(len(r["texts"]) for r in refs)}
 
 
-def _unusable(instances: Instances, unit: str, record_id: int, field: str) -> RefError:
+def _unusable(instances: Instances, unit: str, record_id: int, field: str) -> RecordError:
     """The error for a ref naming an image or annotation that is absent or whose record is bad."""
     problem = instances.problem_for(unit, record_id)
     if problem is None:
-        return RefError(
+        return RecordError(
             f"unknown_{unit}", f"field {field!r}: {record_id} is not an {unit} in {instances.file}"
         )
-    return RefError(
+    return RecordError(
         f"bad_{unit}", f"field {field!r}: {unit} {record_id} is unusable: {problem.reason}"
     )
 
@@ -402,14 +393,14 @@ class ReferBuilder(ReferringBuilder):
     def ref_targets(self, ref: dict[str, Any]) -> list[int]:
         problem = field_problem(ref, {"ann_id": int})
         if problem is not None:
-            raise RefError("malformed_ref", problem)
+            raise RecordError("malformed_ref", problem)
         return [ref["ann_id"]]
 
     def check_targets(self, ref: dict[str, Any], anns: list[dict[str, Any]]) -> None:
         """A ref's `category_id` is its annotation's; a disagreement means a broken join."""
         (ann,) = anns
         if "category_id" in ref and ref["category_id"] != ann["category_id"]:
-            raise RefError(
+            raise RecordError(
                 "category_mismatch",
                 f"field 'category_id': {ref['category_id']!r}, but its annotation {ann['id']} "
                 f"has category {ann['category_id']}",

@@ -9,6 +9,7 @@ filters splits, so each source's builder only adds what is its own (e.g. refer's
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,54 @@ class RootedBuilder(RegionBuilder):
                 f"{self.root}: split(s) {missing} asked for with --splits are not in the files; "
                 f"they hold: {sorted(found)}"
             )
+
+    def split_file(self, split: str, *patterns: str) -> Path | None:
+        """`split`'s file under --root, the first of `patterns` (spellings of one `{split}` file)
+        that exists; None if none does, an error if two spellings are two different files."""
+        found = [self.root / p.format(split=split) for p in patterns]
+        found = [path for path in found if path.is_file()]
+        for other in found[1:]:
+            if not os.path.samefile(found[0], other):
+                raise BuilderInputError(
+                    f"{self.root}: both {found[0].name} and {other.name} exist; they are the "
+                    f"same split {split!r} under two spellings, keep one"
+                )
+        return found[0] if found else None
+
+    def present_split_files(self, *patterns: str) -> dict[str, Path]:
+        """Split -> file for each catalog split whose file exists under --root, in catalog order."""
+        found = {s: self.split_file(s, *patterns) for s in self.catalog.splits}
+        return {s: path for s, path in found.items() if path is not None}
+
+    def split_files(self, *patterns: str, none_found: str | None = None) -> dict[str, Path]:
+        """Split -> file to read: each split named with --splits (its file must exist), else
+        every catalog split whose file exists, and an error when none does.
+
+        `patterns` are spellings of one catalog file (the first is the catalog's), e.g.
+        `muse_{split}.json` and `MUSE_{split}.json`; `none_found` replaces the default
+        `none of <files> found` in the error.
+        """
+        first = patterns[0]
+        if self.splits:
+            described = {f.pattern: f.description for f in self.catalog.files}[first]
+            return {
+                split: self.split_file(split, *patterns)
+                or self.require_file(  # absent, so this raises naming the file
+                    self.root / first.format(split=split),
+                    f"{' or '.join(p.format(split=split) for p in patterns)} ({described}) "
+                    "under --root",
+                )
+                for split in self.splits
+            }
+        found = self.present_split_files(*patterns)
+        if not found:
+            names = ", ".join(first.format(split=s) for s in self.catalog.splits)
+            raise BuilderInputError(
+                f"{self.root}: "
+                + (
+                    none_found
+                    or f"none of {names} found. Catalog source {self.source!r} needs at least "
+                    f"one under --root; see `regionkit sources {self.source}`."
+                )
+            )
+        return found

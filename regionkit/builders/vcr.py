@@ -53,7 +53,7 @@ from typing import Any
 import orjson
 
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
-from regionkit.builders.fields import field_problem
+from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import ImagePathError, checked_image, load_json, resolve_image
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.boxes import box_is_empty, clip_box
@@ -87,15 +87,9 @@ ATTACH_RIGHT = frozenset({"("})
 MIN_POLYGON_POINTS = 3
 
 
-class _Unusable(Exception):
-    """Why a whole question cannot become a row; `build_item` turns it into one quarantine line.
-
-    `file` is the file at fault when it is not the line's jsonl (a broken metadata file).
-    """
-
-    def __init__(self, code: str, message: str, file: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.file = code, message, file
+class _MetadataError(RecordError):
+    """A question made unusable by its image's metadata file, not by its jsonl line: the
+    quarantine line names that file (`metadata_fn`) as the one at fault."""
 
 
 def natural_key(text: str) -> tuple[tuple[str | tuple[int, str], ...], str]:
@@ -284,26 +278,12 @@ class VcrBuilder(RootedBuilder):
     def from_args(cls, args: argparse.Namespace) -> VcrBuilder:
         return cls(args.root, args.images, args.splits)
 
-    def split_files(self) -> dict[str, Path]:
-        """The `{split}.jsonl` to read: those asked for (each must exist), else all present."""
-        if self.splits:
-            return {s: self.expected_file(SPLIT_FILE, split=s) for s in self.splits}
-        found = {s: self.root / SPLIT_FILE.format(split=s) for s in self.catalog.splits}
-        found = {s: path for s, path in found.items() if path.is_file()}
-        if not found:
-            names = ", ".join(SPLIT_FILE.format(split=s) for s in self.catalog.splits)
-            raise BuilderInputError(
-                f"{self.root}: none of {names} found. Catalog source {self.source!r} needs at "
-                f"least one under --root; see `regionkit sources {self.source}`."
-            )
-        return found
-
     def source_files(self) -> list[Path]:
-        return list(self.split_files().values())
+        return list(self.split_files(SPLIT_FILE).values())
 
     def index(self) -> SourceIndex:
         index = SourceIndex()
-        for split, path in self.split_files().items():
+        for split, path in self.split_files(SPLIT_FILE).items():
             self._index_split(index, split, path)
         return index
 
@@ -344,7 +324,7 @@ class VcrBuilder(RootedBuilder):
             path, (width, height) = self._image(line, metadata)
             regions, bad = object_regions(metadata, width, height)
             check_mentions(line, bad)
-        except _Unusable as problem:
+        except RecordError as problem:
             yield self._rejected_question(item, problem)
             return
         for k, (code, message) in bad.items():
@@ -369,19 +349,20 @@ class VcrBuilder(RootedBuilder):
             {"question": 1, "object": len(regions)},
         )
 
-    def _rejected_question(self, item: WorkItem, problem: _Unusable) -> Rejected:
+    def _rejected_question(self, item: WorkItem, problem: RecordError) -> Rejected:
         """The whole line, with all its units, in quarantine."""
         file = item.payload["file"]
         where = f"line {item.payload['line_number']}, question {item.key}"
-        if problem.file:
+        if isinstance(problem, _MetadataError):
             where = f"metadata of {file} {where}"
+            file = item.payload["line"]["metadata_fn"]
         return Rejected(
             f"question {item.key}",
             problem.code,
-            f"{problem.file or file}: {where}: {problem.message}",
+            f"{file}: {where}: {problem}",
             item.units,
             item.payload["line"],
-            problem.file or file,
+            file,
         )
 
     def _rejected_object(
@@ -411,23 +392,25 @@ class VcrBuilder(RootedBuilder):
         try:
             path = resolve_image(self.images, relative)
         except ImagePathError as error:
-            raise _Unusable(error.code, f"field 'metadata_fn': {error}") from None
+            raise RecordError(error.code, f"field 'metadata_fn': {error}") from None
         if not path.is_file():
-            raise _Unusable("missing_metadata", f"field 'metadata_fn': {relative!r} does not exist")
+            raise RecordError(
+                "missing_metadata", f"field 'metadata_fn': {relative!r} does not exist"
+            )
         try:
             metadata = load_json(path)
         except BuilderInputError:
-            raise _Unusable("bad_metadata", "not valid JSON (truncated?)", relative) from None
+            raise _MetadataError("bad_metadata", "not valid JSON (truncated?)") from None
         problem = field_problem(metadata, REQUIRED_METADATA_FIELDS)
         if problem is not None:
-            raise _Unusable("bad_metadata", problem, relative)
+            raise _MetadataError("bad_metadata", problem)
         lengths = {name: len(metadata[name]) for name in ("boxes", "segms", "names")}
         if len(set(lengths.values())) > 1:
-            raise _Unusable(
-                "metadata_mismatch", f"fields {lengths} should have one entry per object", relative
+            raise _MetadataError(
+                "metadata_mismatch", f"fields {lengths} should have one entry per object"
             )
         if metadata["names"] != line["objects"]:
-            raise _Unusable(
+            raise RecordError(
                 "objects_mismatch",
                 f"field 'objects' {line['objects']} differs from the 'names' "
                 f"{metadata['names']} of {relative}, so its indices may point at the wrong boxes",
@@ -443,7 +426,7 @@ class VcrBuilder(RootedBuilder):
                 self.images, line["img_fn"], (metadata["width"], metadata["height"])
             )
         except ImagePathError as error:
-            raise _Unusable(error.code, f"field 'img_fn': {error}") from None
+            raise RecordError(error.code, f"field 'img_fn': {error}") from None
 
 
 def _box_problem(box: Any) -> str | None:
@@ -503,6 +486,4 @@ def check_mentions(line: dict[str, Any], bad: dict[int, tuple[str, str]]) -> Non
     mentioned = sorted(referenced_objects(line) & bad.keys())
     if mentioned:
         why = "; ".join(f"object {k}: {bad[k][1]}" for k in mentioned)
-        raise _Unusable(
-            bad[mentioned[0]][0], f"mentions unusable objects ({why})", line["metadata_fn"]
-        )
+        raise _MetadataError(bad[mentioned[0]][0], f"mentions unusable objects ({why})")

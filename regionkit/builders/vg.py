@@ -56,7 +56,7 @@ from regionkit.builders.base import (
     SourceIndex,
     WorkItem,
 )
-from regionkit.builders.fields import json_kind
+from regionkit.builders.fields import RecordError, json_kind
 from regionkit.builders.files import ImagePathError, checked_image
 from regionkit.builders.json_spans import iter_list_spans, read_span
 from regionkit.builders.rooted import RootedBuilder
@@ -104,12 +104,9 @@ PARTS = {
 """In the order rows are assembled: attributes and relationships refer to objects."""
 
 
-class _Bad(Exception):
-    """A record that cannot be used; `code` is the quarantine slug (default `malformed_<unit>`)."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+MALFORMED = ""
+"""The code of a record whose fields are malformed: where it is caught, the unit is known and it
+becomes `malformed_<unit>` (`malformed_image`, `malformed_object`, ...)."""
 
 
 def _parts_option(text: str) -> tuple[str, ...]:
@@ -133,27 +130,31 @@ def _number(record: dict[str, Any], names: tuple[str, ...], prefix: str) -> floa
             break
     else:
         alternatives = " or ".join(repr(f"{prefix}{n}") for n in names)
-        raise _Bad(f"field {alternatives} is missing")
+        raise RecordError(MALFORMED, f"field {alternatives} is missing")
     if type(value) is int or type(value) is float:  # the usual case, decided at once
         return float(value)
-    raise _Bad(f"field '{prefix}{name}' should be a number, got {json_kind(value)}")
+    raise RecordError(
+        MALFORMED, f"field '{prefix}{name}' should be a number, got {json_kind(value)}"
+    )
 
 
 def _integer(record: dict[str, Any], name: str, prefix: str = "") -> int:
     if name not in record:
-        raise _Bad(f"field '{prefix}{name}' is missing")
+        raise RecordError(MALFORMED, f"field '{prefix}{name}' is missing")
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad(f"field '{prefix}{name}' should be an integer, got {json_kind(value)}")
+        raise RecordError(
+            MALFORMED, f"field '{prefix}{name}' should be an integer, got {json_kind(value)}"
+        )
     return value
 
 
 def _text(record: dict[str, Any], name: str) -> str:
     if name not in record:
-        raise _Bad(f"field {name!r} is missing")
+        raise RecordError(MALFORMED, f"field {name!r} is missing")
     value = record[name]
     if not isinstance(value, str):
-        raise _Bad(f"field {name!r} should be a string, got {json_kind(value)}")
+        raise RecordError(MALFORMED, f"field {name!r} should be a string, got {json_kind(value)}")
     return value
 
 
@@ -165,7 +166,7 @@ def _clean(texts: list[str]) -> list[str]:
 def _string_list(record: dict[str, Any], name: str, prefix: str) -> list[str]:
     value = record[name]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Bad(f"field '{prefix}{name}' should be a list of strings")
+        raise RecordError(MALFORMED, f"field '{prefix}{name}' should be a list of strings")
     return _clean(value)
 
 
@@ -176,9 +177,11 @@ def _names(record: dict[str, Any], prefix: str = "") -> list[str]:
     elif isinstance(record.get("name"), str):
         names = _clean([record["name"]])
     else:
-        raise _Bad(f"field '{prefix}names' (or '{prefix}name') is missing or not text")
+        raise RecordError(
+            MALFORMED, f"field '{prefix}names' (or '{prefix}name') is missing or not text"
+        )
     if not names:
-        raise _Bad(f"field '{prefix}names' holds no name")
+        raise RecordError(MALFORMED, f"field '{prefix}names' holds no name")
     return names
 
 
@@ -187,26 +190,32 @@ def _merged_ids(record: dict[str, Any]) -> list[int]:
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
-        raise _Bad("field 'merged_object_ids' should be a list of integers")
+        raise RecordError(MALFORMED, "field 'merged_object_ids' should be a list of integers")
     return value
 
 
 def _image_meta(record: Any) -> dict[str, Any]:
     """What a row needs from an `image_data.json` record: id, size, image file, other ids."""
     if not isinstance(record, dict):
-        raise _Bad(f"the record is {json_kind(record)}, not an object")
+        raise RecordError(MALFORMED, f"the record is {json_kind(record)}, not an object")
     image_id = _integer(record, "image_id" if "image_id" in record else "id")
     width, height = _integer(record, "width"), _integer(record, "height")
     if width <= 0 or height <= 0:
-        raise _Bad(f"fields 'width', 'height': {width}x{height} is not an image size")
+        raise RecordError(
+            MALFORMED, f"fields 'width', 'height': {width}x{height} is not an image size"
+        )
     parts = _text(record, "url").rsplit("/", 2)[-2:]
     if len(parts) != 2 or not all(parts):
-        raise _Bad(f"field 'url' {record['url']!r} does not end in <folder>/<file>")
+        raise RecordError(
+            MALFORMED, f"field 'url' {record['url']!r} does not end in <folder>/<file>"
+        )
     meta = {"id": image_id, "width": width, "height": height, "file": "/".join(parts)}
     for key in ("coco_id", "flickr_id"):
         value = record.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _Bad(f"field {key!r} should be an integer or null, got {json_kind(value)}")
+            raise RecordError(
+                MALFORMED, f"field {key!r} should be an integer or null, got {json_kind(value)}"
+            )
         meta[key] = value
     return meta
 
@@ -220,15 +229,15 @@ def _image_keys(image: dict[str, Any]) -> list[str]:
 
 
 def _element_image(element: Any, part: Part) -> tuple[int | None, int]:
-    """A part element's image id and unit count, or `_Bad` (the count still says what is lost)."""
+    """A part element's image id and unit count, or `RecordError` (the count says what is lost)."""
     if not isinstance(element, dict):
-        raise _Bad(f"the element is {json_kind(element)}, not an object")
+        raise RecordError(MALFORMED, f"the element is {json_kind(element)}, not an object")
     records = element.get(part.key)
     if not isinstance(records, list):
-        raise _Bad(f"field {part.key!r} is missing or not a list")
+        raise RecordError(MALFORMED, f"field {part.key!r} is missing or not a list")
     image_id = element.get("image_id", element.get("id"))
     if isinstance(image_id, bool) or not isinstance(image_id, int):
-        raise _Bad("neither field 'image_id' nor 'id' is an integer")
+        raise RecordError(MALFORMED, "neither field 'image_id' nor 'id' is an integer")
     return image_id, len(records)
 
 
@@ -256,7 +265,7 @@ class _Assembly:
         self.descriptions: set[int] = set()
 
     def box(self, record: dict[str, Any], prefix: str = "") -> list[float]:
-        """The record's xywh as an xyxy box clipped to the image; `_Bad` if nothing is left."""
+        """The record's xywh as an xyxy box clipped to the image; `RecordError` if none is left."""
         x = _number(record, ("x",), prefix)
         y = _number(record, ("y",), prefix)
         w = _number(record, ("w", "width"), prefix)
@@ -264,10 +273,10 @@ class _Assembly:
         box = clip_box(xywh_to_xyxy([x, y, w, h]), self.width, self.height)
         if box_is_empty(box):
             owner = f"{prefix[:-1]} " if prefix else ""
-            raise _Bad(
+            raise RecordError(
+                "empty_box",
                 f"{owner}box x={x:g}, y={y:g}, w={w:g}, h={h:g} covers nothing of the "
                 f"{self.width}x{self.height} image once clipped to it",
-                "empty_box",
             )
         return box
 
@@ -284,7 +293,9 @@ class _Assembly:
     def add_object(self, record: dict[str, Any]) -> None:
         object_id = _integer(record, "object_id")
         if object_id in self.objects:
-            raise _Bad(f"object_id {object_id} appears twice in the image", "duplicate_object")
+            raise RecordError(
+                "duplicate_object", f"object_id {object_id} appears twice in the image"
+            )
         names, merged = _names(record), _merged_ids(record)
         index = self.add_region(f"object:{object_id}", self.box(record), names)
         self.objects[object_id] = index
@@ -308,7 +319,7 @@ class _Assembly:
         """The end's region index if its object exists, else what creating it needs."""
         end = record.get(side)
         if not isinstance(end, dict):
-            raise _Bad(f"field {side!r} is missing or not an object")
+            raise RecordError(MALFORMED, f"field {side!r} is missing or not an object")
         object_id = _integer(end, "object_id", f"{side}.")
         index = self.lookup(object_id)
         if index is not None:
@@ -329,7 +340,7 @@ class _Assembly:
         _integer(record, "relationship_id")
         predicate = _text(record, "predicate").strip().lower()
         if not predicate:
-            raise _Bad("field 'predicate' is blank", "empty_predicate")
+            raise RecordError("empty_predicate", "field 'predicate' is blank")
         subject = self.relationship_end(record, "subject")
         target = self.relationship_end(record, "object")
         self.relations.append(
@@ -343,10 +354,12 @@ class _Assembly:
     def add_region_description(self, record: dict[str, Any]) -> None:
         region_id = _integer(record, "region_id")
         if region_id in self.descriptions:
-            raise _Bad(f"region_id {region_id} appears twice in the image", "duplicate_region")
+            raise RecordError(
+                "duplicate_region", f"region_id {region_id} appears twice in the image"
+            )
         phrase = _text(record, "phrase").strip()
         if not phrase:
-            raise _Bad("field 'phrase' is blank", "empty_phrase")
+            raise RecordError("empty_phrase", "field 'phrase' is blank")
         index = self.add_region(f"region:{region_id}", self.box(record), [])
         self.descriptions.add(region_id)
         self.groundings.append({"text": phrase, "regions": [index]})
@@ -435,8 +448,8 @@ class VisualGenomeBuilder(RootedBuilder):
             try:
                 image_id = _image_meta(record)["id"]
                 if image_id in spans:
-                    raise _Bad(f"image id {image_id} appears twice", "duplicate_image")
-            except _Bad as bad:
+                    raise RecordError("duplicate_image", f"image id {image_id} appears twice")
+            except RecordError as bad:
                 image_id = (
                     record.get("image_id", record.get("id")) if isinstance(record, dict) else None
                 )
@@ -472,14 +485,14 @@ class VisualGenomeBuilder(RootedBuilder):
             try:
                 image_id, count = _element_image(element, part)
                 if image_id not in spans:
-                    raise _Bad(
-                        f"image {image_id} is not a usable image of {IMAGE_DATA}", "unknown_image"
+                    raise RecordError(
+                        "unknown_image", f"image {image_id} is not a usable image of {IMAGE_DATA}"
                     )
                 if name in spans[image_id]:
-                    raise _Bad(
-                        f"image {image_id} has an earlier element in the file", "repeated_image"
+                    raise RecordError(
+                        "repeated_image", f"image {image_id} has an earlier element in the file"
                     )
-            except _Bad as bad:
+            except RecordError as bad:
                 if isinstance(element, dict) and isinstance(element.get(part.key), list):
                     count = len(element[part.key])
                 key = (
@@ -509,7 +522,7 @@ class VisualGenomeBuilder(RootedBuilder):
         }
         try:
             image = _image_meta(elements["image_data"])
-        except _Bad as bad:
+        except RecordError as bad:
             raise BuilderInputError(
                 f"{self._file('image_data')}: changed after it was indexed ({bad}), rebuild"
             ) from None
@@ -565,15 +578,17 @@ class VisualGenomeBuilder(RootedBuilder):
         for position, record in enumerate(records):
             try:
                 if not isinstance(record, dict):
-                    raise _Bad(f"the record is {json_kind(record)}, not an object")
+                    raise RecordError(
+                        MALFORMED, f"the record is {json_kind(record)}, not an object"
+                    )
                 add(record)
-            except _Bad as bad:
+            except RecordError as bad:
                 yield self._rejected(assembly.image_id, name, position, record, bad)
                 continue
             yield part.unit
 
     def _rejected(
-        self, image_id: int, name: str, position: int, record: Any, bad: _Bad
+        self, image_id: int, name: str, position: int, record: Any, bad: RecordError
     ) -> Rejected:
         """A part record's rejection, named by its own id when it has one."""
         part = PARTS[name]

@@ -10,9 +10,9 @@ import pytest
 from datasets import load_dataset
 
 from regionkit.builders.base import BuilderInputError
+from regionkit.builders.fields import RecordError
 from regionkit.builders.flickr30k import (
     Flickr30kBuilder,
-    RecordProblem,
     parse_annotation,
     parse_sentence,
 )
@@ -229,7 +229,7 @@ def test_parse_sentence(line, caption, phrases):
     ],
 )
 def test_unbalanced_markup_is_a_record_problem(line, message):
-    with pytest.raises(RecordProblem, match=message) as raised:
+    with pytest.raises(RecordError, match=message) as raised:
         parse_sentence(line)
     assert raised.value.code == "bad_markup"
 
@@ -247,7 +247,7 @@ def test_unbalanced_markup_is_a_record_problem(line, message):
 def test_unusable_xml_is_a_record_problem_naming_the_file(tmp_path, data, code, message):
     path = tmp_path / "1.xml"
     path.write_bytes(data)
-    with pytest.raises(RecordProblem, match=rf"^Annotations/1\.xml: .*{message}") as raised:
+    with pytest.raises(RecordError, match=rf"^Annotations/1\.xml: .*{message}") as raised:
         parse_annotation(path, "Annotations/1.xml")
     assert raised.value.code == code
 
