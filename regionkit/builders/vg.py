@@ -24,7 +24,7 @@ Quirks handled:
 - A relationship end whose `object_id` is not among the image's objects (v1.4 merged or
   dropped them) becomes a region of its own from the box the relationship carries.
 - Predicates are stripped and lower-cased (the file mixes `ON` and `on`); attributes keep their
-  case, as the brief for merging them asks only for stripping.
+  case (only stripped), since their case can carry meaning (`TV`, `US`).
 - Region phrases carry trailing spaces: they are stripped and become groundings of their box.
 
 Rows: one per image (split `train`, the only one), holding its objects and described regions
