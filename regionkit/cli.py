@@ -64,7 +64,7 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
 def _files_help(source: str) -> str:
     entry = get_source(source)
     files = "\n".join(f"  {f.pattern:34} {f.description}" for f in entry.files)
-    where = "under --root" if entry.name != "coco" else "(--annotations)"
+    where = "under --root" if entry.files_option == "--root" else f"({entry.files_option})"
     return (
         f"{entry.title}: {entry.format}.\n\nexpected files {where}:\n{files}\n"
         f"images: {entry.images}\n\n"

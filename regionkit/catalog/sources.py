@@ -40,6 +40,7 @@ class Source:
         obtain: how a user gets the files.
         builder: `module:Class` of the builder, or None while the format has no reader yet.
         splits: the split names the source uses.
+        files_option: the `regionkit build` option the expected files are given by.
     """
 
     name: str
@@ -54,6 +55,7 @@ class Source:
     obtain: str
     builder: str | None
     splits: tuple[str, ...] = field(default_factory=tuple)
+    files_option: str = "--root"
 
 
 _COCO_CITATION = """@inproceedings{lin2014coco,
@@ -151,6 +153,7 @@ SOURCES: dict[str, Source] = {
             "cocodataset.org and unzip them.",
             builder="regionkit.builders.coco:CocoBuilder",
             splits=("train2014", "val2014", "train2017", "val2017"),
+            files_option="--annotations",
         ),
         _refer_source("refcoco", "RefCOCO", _REFCOCO_CITATION, ("train", "val", "testA", "testB")),
         _refer_source(
