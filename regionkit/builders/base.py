@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from regionkit.catalog.records import make_row
 from regionkit.catalog.sources import Source, get_source
 
 
@@ -144,6 +145,22 @@ class RegionBuilder(ABC):
     @property
     def catalog(self) -> Source:
         return get_source(self.source)
+
+    @property
+    def row_source(self) -> str:
+        """The `source` written into rows (refer builders add their split scheme)."""
+        return self.source
+
+    def make_row(self, item: WorkItem, **fields: Any) -> dict[str, Any]:
+        """`item`'s row: its id, source, split and provenance filled in, the rest from `fields`."""
+        return make_row(
+            source=self.row_source,
+            split=item.split,
+            native_key=item.key,
+            builder=self.source,
+            builder_version=self.version,
+            **fields,
+        )
 
     @classmethod
     @abstractmethod

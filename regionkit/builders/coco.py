@@ -27,7 +27,6 @@ from regionkit.builders.base import (
 from regionkit.builders.fields import RecordError
 from regionkit.builders.files import ImagePathError, checked_image
 from regionkit.builders.instances import annotation_region, read_instances
-from regionkit.catalog.records import make_row
 
 SPLIT_FROM_FILENAME = re.compile(r"instances_(\w+)\.json$")
 
@@ -143,17 +142,13 @@ class CocoBuilder(RegionBuilder):
                     file,
                 )
         yield Built(
-            make_row(
-                source=self.source,
-                split=item.split,
-                native_key=item.key,
+            self.make_row(
+                item,
                 image_path=str(path),
                 width=width,
                 height=height,
                 image_keys=[f"coco:{image['id']}"],
                 regions=regions,
-                builder=self.source,
-                builder_version=self.version,
                 source_files=[file],
             ),
             {"image": 1, "annotation": len(regions)},

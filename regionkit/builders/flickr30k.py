@@ -56,7 +56,7 @@ from regionkit.builders.fields import RecordError
 from regionkit.builders.files import ImagePathError, checked_image, decode_text
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.boxes import box_is_empty, clip_box
-from regionkit.catalog.records import make_region, make_row
+from regionkit.catalog.records import make_region
 
 PLAIN_ID = re.compile(r"[0-9]{1,18}")
 """Image and chain ids: ASCII digits only (`\\d` would also take other scripts' digits), and at
@@ -499,10 +499,8 @@ class Flickr30kBuilder(RootedBuilder):
         """The image's row and the units it carries out (box-less objects leave with it)."""
         image_id = item.key
         return Built(
-            make_row(
-                source=self.row_source,
-                split=item.split,
-                native_key=image_id,
+            self.make_row(
+                item,
                 image_path=image_path,
                 width=item.payload["width"],
                 height=item.payload["height"],
@@ -510,8 +508,6 @@ class Flickr30kBuilder(RootedBuilder):
                 regions=grounded.regions,
                 groundings=grounded.groundings,
                 captions=captions,
-                builder=self.source,
-                builder_version=self.version,
                 source_files=[
                     f"{item.split}.txt",
                     f"Sentences/{image_id}.txt",

@@ -56,7 +56,7 @@ from regionkit.builders.fields import RecordError, field_problem, json_kind
 from regionkit.builders.files import ImagePathError, checked_image, load_json
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.masks import MaskError, rle_to_bbox, segmentation_to_rle
-from regionkit.catalog.records import make_region, make_row
+from regionkit.catalog.records import make_region
 
 FILE_PATTERNS = ("muse_{split}.json", "MUSE_{split}.json")
 FILE_NAME_FOLDER = "train2014"
@@ -450,10 +450,8 @@ class MuseBuilder(RootedBuilder):
             for name in instance.names
         ]
         yield Built(
-            make_row(
-                source=self.row_source,
-                split=item.split,
-                native_key=item.key,
+            self.make_row(
+                item,
                 image_path=str(path),
                 width=width,
                 height=height,
@@ -462,8 +460,6 @@ class MuseBuilder(RootedBuilder):
                 groundings=groundings,
                 messages=messages,
                 task="reason_seg" if messages else "regions",
-                builder=self.source,
-                builder_version=self.version,
                 source_files=[where.file],
             ),
             {"image": 1, "question": questions_kept, "instance": len(regions)},

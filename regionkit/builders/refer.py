@@ -53,7 +53,6 @@ from regionkit.builders.instances import (
 )
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.builders.safe_pickle import load_plain_pickle
-from regionkit.catalog.records import make_row
 
 INSTANCES_FILE = "instances.json"
 REQUIRED_REF_FIELDS = {"ref_id": int, "image_id": int, "split": str, "sentences": list}
@@ -307,18 +306,14 @@ class ReferringBuilder(RootedBuilder):
             for ref in refs
             for text in ref["texts"]
         ]
-        return make_row(
-            source=self.row_source,
-            split=item.split,
-            native_key=item.key,
+        return self.make_row(
+            item,
             image_path=path,
             width=image["width"],
             height=image["height"],
             image_keys=[f"{self.image_key_prefix}:{image['id']}"],
             regions=[regions[a] for a in used],
             groundings=groundings,
-            builder=self.source,
-            builder_version=self.version,
             source_files=[INSTANCES_FILE, self.refs_name],
         )
 

@@ -58,11 +58,6 @@ class RootedBuilder(RegionBuilder):
     def image_root(self) -> Path:
         return self.images
 
-    @property
-    def row_source(self) -> str:
-        """The `source` written into rows (refer builders add their split scheme)."""
-        return self.source
-
     def expected_file(self, pattern: str, **values: str) -> Path:
         """The catalog file `pattern` under `--root`, or an error naming it and what it holds."""
         described = {f.pattern: f.description for f in self.catalog.files}

@@ -58,7 +58,7 @@ from regionkit.builders.files import ImagePathError, checked_image, load_json, r
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.boxes import box_is_empty, clip_box
 from regionkit.catalog.masks import MaskError, polygons_to_rle, rle_to_bbox
-from regionkit.catalog.records import make_region, make_row
+from regionkit.catalog.records import make_region
 
 SPLIT_FILE = "{split}.jsonl"
 UNLABELLED_SPLIT = "test"
@@ -331,10 +331,8 @@ class VcrBuilder(RootedBuilder):
             yield self._rejected_object(item, metadata, k, code, message)
         positions = {k: position for position, k in enumerate(regions)}
         yield Built(
-            make_row(
-                source=self.row_source,
-                split=item.split,
-                native_key=item.key,
+            self.make_row(
+                item,
                 image_path=str(path),
                 width=width,
                 height=height,
@@ -342,8 +340,6 @@ class VcrBuilder(RootedBuilder):
                 regions=list(regions.values()),
                 messages=vcr_messages(line, positions),
                 task="region_vqa",
-                builder=self.source,
-                builder_version=self.version,
                 source_files=[item.payload["file"], line["metadata_fn"]],
             ),
             {"question": 1, "object": len(regions)},

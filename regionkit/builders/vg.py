@@ -61,7 +61,7 @@ from regionkit.builders.files import ImagePathError, checked_image
 from regionkit.builders.json_spans import iter_list_spans, read_span
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.boxes import box_is_empty, clip_box, xywh_to_xyxy
-from regionkit.catalog.records import make_region, make_row
+from regionkit.catalog.records import make_region
 
 IMAGE_DATA = "image_data.json"
 ByteSpan = tuple[int, int]
@@ -548,10 +548,8 @@ class VisualGenomeBuilder(RootedBuilder):
                     else:
                         accounted[outcome] += 1
         yield Built(
-            make_row(
-                source=self.row_source,
-                split=SPLIT,
-                native_key=item.key,
+            self.make_row(
+                item,
                 image_path=str(path),
                 width=image["width"],
                 height=image["height"],
@@ -559,8 +557,6 @@ class VisualGenomeBuilder(RootedBuilder):
                 regions=assembly.regions,
                 groundings=assembly.groundings,
                 relations=assembly.relations,
-                builder=self.source,
-                builder_version=self.version,
                 source_files=[IMAGE_DATA] + [PARTS[name].file for name in self.parts],
             ),
             dict(accounted),
