@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 from regionkit.builders.base import Built, RegionBuilder, Rejected
 from regionkit.catalog.schema import ARROW_SCHEMA
+from regionkit.cli import main
 from regionkit.pipelines.shard_build import build_shard
 from regionkit.pipelines.sharding import make_shards
 
@@ -50,3 +53,21 @@ def build_through_shards(
         stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
         stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
     return quarantined, stats
+
+
+def cli_build(source: str, sample: Any, out: Path, *options: str) -> int:
+    """`regionkit build <source> --root ... --images ... --out ...` on a sample, as users run it."""
+    return main(
+        [
+            "build",
+            source,
+            "--root",
+            str(sample.root),
+            "--images",
+            str(sample.images),
+            "--out",
+            str(out),
+            "--no-progress",
+            *options,
+        ]
+    )

@@ -24,7 +24,7 @@ from regionkit.builders.samples.flickr30k import (
 )
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards
+from .harness import build_all, build_through_shards, cli_build
 
 UTF16_DOCTYPE = (
     '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>'
@@ -369,8 +369,7 @@ def test_the_build_is_deterministic(sample):
 
 def test_cli_builds_a_dataset_that_loads(ray_cluster, sample, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["build", "flickr30k", "--root", str(sample.root), "--images", str(sample.images)]
-    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert cli_build("flickr30k", sample, out) == 0
     printed = capsys.readouterr().out
     assert "images: 6 in = 6 out + 0 quarantined" in printed
     assert "captions: 30 in = 29 out + 1 quarantined" in printed

@@ -20,7 +20,7 @@ from regionkit.builders.samples.grefcoco import (
 from regionkit.catalog.masks import decode_rle
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards
+from .harness import build_all, build_through_shards, cli_build
 
 
 @pytest.fixture
@@ -198,19 +198,7 @@ def test_damaged_or_missing_files_are_clear_errors(grefcoco):
 def test_cli_builds_a_dataset_that_loads(ray_cluster, grefcoco, tmp_path, capsys):
     add_bad_grefcoco_records(grefcoco)
     out = tmp_path / "out"
-    code = main(
-        [
-            "build",
-            "grefcoco",
-            "--root",
-            str(grefcoco.root),
-            "--images",
-            str(grefcoco.images),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    code = cli_build("grefcoco", grefcoco, out)
     printed = capsys.readouterr().out
     assert code == 0
     counts = json.loads((out / "manifest.json").read_text())["counts"]["units"]

@@ -24,7 +24,7 @@ from regionkit.builders.samples.muse import MuseSample, add_bad_muse_records, wr
 from regionkit.catalog.masks import decode_rle
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards
+from .harness import build_all, build_through_shards, cli_build
 
 
 @pytest.fixture
@@ -330,19 +330,7 @@ def test_builds_are_deterministic(muse_sample):
 
 def test_cli_builds_and_datasets_reads_it_back(ray_cluster, muse_sample, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(
-        [
-            "build",
-            "muse",
-            "--root",
-            str(muse_sample.root),
-            "--images",
-            str(muse_sample.images),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    code = cli_build("muse", muse_sample, out)
     printed = capsys.readouterr().out
     assert code == 0
     totals = {u: sum(s[u] for s in muse_sample.units.values()) for u in ("image", "question")}

@@ -30,7 +30,7 @@ from regionkit.builders.samples.refer import (
 from regionkit.catalog.masks import decode_rle
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards
+from .harness import build_all, build_through_shards, cli_build
 
 
 @pytest.fixture
@@ -327,19 +327,7 @@ def test_damaged_files_are_clear_errors_naming_them(refcoco):
 def test_cli_builds_a_dataset_that_loads(ray_cluster, refcoco, tmp_path, capsys):
     add_bad_refer_records(refcoco)
     out = tmp_path / "out"
-    code = main(
-        [
-            "build",
-            "refcoco",
-            "--root",
-            str(refcoco.root),
-            "--images",
-            str(refcoco.images),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    code = cli_build("refcoco", refcoco, out)
     printed = capsys.readouterr().out
     assert code == 0
     counts = json.loads((out / "manifest.json").read_text())["counts"]["units"]

@@ -17,7 +17,7 @@ from regionkit.builders.vcr import VcrBuilder, render_tokens
 from regionkit.catalog.masks import decode_rle
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards
+from .harness import build_all, build_through_shards, cli_build
 
 IDENTITY = {k: k for k in range(10)}
 
@@ -303,8 +303,7 @@ def test_cli_builds_a_dataset_that_loads_back(ray_cluster, vcr_sample, tmp_path,
     good = _input_units(vcr_sample)
     added = add_bad_vcr_records(vcr_sample)
     out = tmp_path / "out"
-    args = ["--root", str(vcr_sample.root), "--images", str(vcr_sample.images)]
-    assert main(["build", "vcr", *args, "--out", str(out), "--no-progress"]) == 0
+    assert cli_build("vcr", vcr_sample, out) == 0
     printed = capsys.readouterr().out
     questions, objects = good["question"], good["object"]
     assert (

@@ -16,7 +16,7 @@ from regionkit.builders.samples.vg import VgSample, add_bad_vg_records, write_vg
 from regionkit.builders.vg import PARTS, VisualGenomeBuilder
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards
+from .harness import build_all, build_through_shards, cli_build
 
 
 @pytest.fixture
@@ -297,19 +297,7 @@ def test_missing_and_truncated_files_are_clear_errors(vg_sample):
 
 def test_cli_builds_vg_and_datasets_reads_it(ray_cluster, vg_sample, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(
-        [
-            "build",
-            "vg",
-            "--root",
-            str(vg_sample.root),
-            "--images",
-            str(vg_sample.images),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    code = cli_build("vg", vg_sample, out)
     printed = capsys.readouterr().out
     assert code == 0
     assert "images: 6 in = 6 out + 0 quarantined" in printed
