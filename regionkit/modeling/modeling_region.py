@@ -81,12 +81,25 @@ __all__ = [
 ]
 
 
+HEADLESS_ONLY_FIELDS = frozenset({"last_hidden_state", "decoder_features"})
+"""Fields of ``RegionModelOutputWithPast`` that the LM head's output replaces or does not carry."""
+
+
+def _holds_cached_tokens(kwargs: dict[str, Any]) -> bool:
+    """Whether a KV cache among the language-model arguments already holds tokens.
+
+    Found by type, not by name: transformers renames the argument (``past_key_values`` became
+    ``cache``) and the model only needs to know whether this step continues a sequence.
+    """
+    return any(isinstance(v, Cache) and v.get_seq_length() > 0 for v in kwargs.values())
+
+
 @dataclass
 class RegionModelOutputWithPast(PerceptionLMModelOutputWithPast):
     """``PerceptionLMModelOutputWithPast`` plus the pixel decoder's inputs.
 
-    ``image_hidden_states`` holds the packed projected tile tokens
-    ``(num_tiles, tokens_per_tile, llm_dim)``.
+    ``image_outputs`` is the vision tower's output: ``pooler_output`` the packed projected tile
+    tokens ``(num_tiles, tokens_per_tile, llm_dim)``, ``hidden_states`` the decoder layers.
 
     Attributes:
         decoder_features: S tensors ``(B, vision_dim, G, G)`` (G = ``decoder_grid``), each
@@ -221,9 +234,7 @@ class RegionModel(PerceptionLMModel, RegionPreTrainedModel):
         pixel_values: Tensor | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: Tensor | None = None,
-        use_cache: bool | None = None,
         image_grids: Tensor | None = None,
         prompt_masks: Tensor | None = None,
         region_boxes: Sequence[Tensor] | None = None,
@@ -233,13 +244,15 @@ class RegionModel(PerceptionLMModel, RegionPreTrainedModel):
 
         Shapes and coordinate conventions are in the module docstring. Image tiles fill the
         ``image_token_id`` placeholders, replayed regions the ``region_feature_token_id`` runs;
-        without ``pixel_values`` (decoding steps) every token is embedded as text.
+        without ``pixel_values`` (decoding steps) every token is embedded as text. The KV cache,
+        ``use_cache`` and the other language-model arguments pass through ``kwargs`` under
+        whatever names the installed transformers gives them.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        image_features = decoder_features = None
+        vision = decoder_features = None
         if pixel_values is not None:
             if input_ids is None or image_grids is None:
                 raise ValueError(
@@ -261,26 +274,19 @@ class RegionModel(PerceptionLMModel, RegionPreTrainedModel):
             raise ValueError("prompt_masks and region_boxes need pixel_values")
 
         # Count positions over attended tokens on a fresh sequence, as generate does.
-        cache_empty = past_key_values is None or past_key_values.get_seq_length() == 0
         mask_2d = attention_mask is not None and attention_mask.dim() == 2
-        if position_ids is None and mask_2d and cache_empty:
+        if position_ids is None and mask_2d and not _holds_cached_tokens(kwargs):
             position_ids = position_ids_from_attention_mask(attention_mask)
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
             return_dict=True,
             **kwargs,
         )
+        # The language model's fields pass through by name, as upstream PerceptionLM does.
         return RegionModelOutputWithPast(
-            last_hidden_state=outputs.last_hidden_state,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            image_hidden_states=image_features,
-            decoder_features=decoder_features,
+            **outputs, image_outputs=vision, decoder_features=decoder_features
         )
 
     def _place_image_features(
@@ -416,10 +422,8 @@ class RegionForConditionalGeneration(PerceptionLMForConditionalGeneration, Regio
         pixel_values: Tensor | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: Tensor | None = None,
         labels: Tensor | None = None,
-        use_cache: bool | None = None,
         logits_to_keep: int | Tensor = 0,
         image_grids: Tensor | None = None,
         prompt_masks: Tensor | None = None,
@@ -446,9 +450,7 @@ class RegionForConditionalGeneration(PerceptionLMForConditionalGeneration, Regio
             pixel_values=pixel_values,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
             image_grids=image_grids,
             prompt_masks=prompt_masks,
             region_boxes=region_boxes,
@@ -487,13 +489,11 @@ class RegionForConditionalGeneration(PerceptionLMForConditionalGeneration, Regio
                 loss_parts.update(self._mask_loss_parts(pred_masks, target_masks, groups, labels))
             loss = combine_losses(loss_parts, self.config.region_loss_weights())
 
+        passed = {k: v for k, v in outputs.items() if k not in HEADLESS_ONLY_FIELDS}
         return RegionCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            image_hidden_states=outputs.image_hidden_states,
+            **passed,
             pred_masks=pred_masks,
             target_positions=None if groups is None else groups.starts_per_sample(),
             loss_parts=loss_parts,

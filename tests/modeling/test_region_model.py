@@ -266,3 +266,31 @@ def test_plain_perception_lm_checkpoint_loads_with_fresh_region_heads(tmp_path):
         rtol=0,
         atol=0,
     )
+
+
+def test_outputs_carry_the_language_model_and_vision_fields_through():
+    """Fields come from the LLM's output and the vision tower as they are, whatever their names
+    in the installed transformers: the KV cache, hidden states and the projected tile tokens."""
+    from transformers.cache_utils import Cache
+
+    model = tiny_model().eval()
+    batch = _batch()
+    with torch.no_grad():
+        out = model(**batch, use_cache=True, output_hidden_states=True)
+        headless = model.model(
+            **{k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values")},
+            image_grids=batch["image_grids"],
+            prompt_masks=batch["prompt_masks"],
+            region_boxes=batch["region_boxes"],
+        )
+    caches = [v for v in out.values() if isinstance(v, Cache)]
+    assert len(caches) == 1
+    assert caches[0].get_seq_length() == batch["input_ids"].shape[1]
+    num_layers = model.config.text_config.num_hidden_layers
+    assert len(out.hidden_states) == num_layers + 1
+    tiles = batch["pixel_values"].shape[0]
+    pooled = out.image_outputs.pooler_output
+    assert pooled.shape[0] == tiles
+    assert pooled.shape[-1] == model.config.text_config.hidden_size
+    torch.testing.assert_close(headless.image_outputs.pooler_output, pooled)
+    torch.testing.assert_close(out.hidden_states[-1], headless.last_hidden_state, **CLOSE)
