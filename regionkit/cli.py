@@ -17,6 +17,8 @@ from regionkit.catalog.sources import SOURCES, get_source
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+"""What a shell reports for a program stopped by Ctrl-C (128 + SIGINT)."""
 
 EPILOG = """examples:
   regionkit demo
@@ -73,7 +75,8 @@ def _files_help(source: str) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from regionkit.pipelines.build import BuildFailed, BuildOptions, run_build
+    from regionkit.pipelines.build import BuildFailed, BuildInterrupted, BuildOptions, run_build
+    from regionkit.pipelines.out_folder import OutFolderRefused
 
     try:
         builder = builder_class(args.source).from_args(args)
@@ -90,12 +93,15 @@ def cmd_build(args: argparse.Namespace) -> int:
                 name=args.name,
             ),
         )
-    except BuilderInputError as error:
+    except (BuilderInputError, OutFolderRefused) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BuildFailed as error:
         print(f"build failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except BuildInterrupted as interrupted:
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(report.format())
     return 0
 
@@ -142,6 +148,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from regionkit.pipelines.build import BuildInterrupted
     from regionkit.pipelines.demo import demo_sources, run_demo
 
     known = demo_sources()
@@ -154,7 +161,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     out: Path = args.out
     print(f"writing sample sources (broken records included) under {out / 'sources'}")
-    results = run_demo(out, sources, args.seed, args.ray_address, progress=not args.no_progress)
+    try:
+        results = run_demo(out, sources, args.seed, args.ray_address, progress=not args.no_progress)
+    except BuildInterrupted as interrupted:
+        print(f"{interrupted} (rerun `regionkit demo` to build it again)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(results[0].report.format())
     print("\nevery source (units: in = out + quarantined):")
     for result in results:
@@ -203,11 +214,21 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", type=Path, help="a dataset folder written by `regionkit build`")
     inspect.set_defaults(func=cmd_inspect)
 
-    show = commands.add_parser("show", help="draw rows with masks, boxes and texts into a PNG")
-    show.add_argument("path", type=Path, help="a dataset folder")
-    show.add_argument("--n", type=int, default=8, help="rows to draw (default 8)")
-    show.add_argument("--split", default=None, help="only this split")
-    show.add_argument("--out", type=Path, default=Path("preview.png"), help="PNG to write")
+    show = commands.add_parser(
+        "show",
+        help="draw rows with masks, boxes and texts into a PNG",
+        description="Draw rows of a built dataset into one PNG contact sheet: each region's "
+        "mask tinted, its box outlined and labelled with its index and category, and the row's "
+        "groundings, captions and messages below. Rows come from every split in turn unless "
+        "--split picks one. Looking catches what counters cannot: shifted masks, boxes in the "
+        "wrong convention, a grounding that points at the wrong region.",
+    )
+    show.add_argument("path", type=Path, help="a dataset folder written by `regionkit build`")
+    show.add_argument("--n", type=int, default=8, help="rows to draw (default: 8)")
+    show.add_argument("--split", default=None, help="only this split (default: every split)")
+    show.add_argument(
+        "--out", type=Path, default=Path("preview.png"), help="PNG to write (default: preview.png)"
+    )
     show.set_defaults(func=cmd_show)
 
     sources = commands.add_parser("sources", help="list catalog sources, or describe one")
@@ -217,10 +238,23 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="write sample sources, build them on an embedded Ray, report and preview",
+        description="Write a small sample of every source in its real on-disk format, broken "
+        "records included, under OUT/sources/; build each into OUT/<source>/, re-validate it, "
+        "draw OUT/previews/<source>.png, and print per source the rows and in = out + "
+        "quarantined for every kind of input. Exits 1 if any build does not validate.",
     )
-    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for everything")
-    demo.add_argument("--seed", type=int, default=0, help="sample generator seed")
-    demo.add_argument("--ray-address", default=None, help="Ray cluster (default: embedded)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/demo"),
+        help="folder for everything (default: out/demo; its builds are replaced on every run)",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="sample generator seed (default: 0)")
+    demo.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster (default: $RAY_ADDRESS, a running local cluster, or an embedded one)",
+    )
     demo.add_argument(
         "--sources",
         type=lambda text: [s.strip() for s in text.split(",") if s.strip()],

@@ -47,10 +47,19 @@ class WorkItem:
 
 @dataclass
 class Built:
-    """A row in storage form and the input units it accounts for."""
+    """A row in storage form and the input units it accounts for.
+
+    Attributes:
+        row: the row in storage form.
+        units: the input units the row accounts for.
+        adjustments: what was changed on the way in and kept, by code: e.g. polygon parts
+            dropped from an object that stays (`polygon_part_dropped: 2`). The build report and
+            the manifest sum them, so a repair is counted like a rejection is.
+    """
 
     row: dict[str, Any]
     units: Mapping[str, int]
+    adjustments: Mapping[str, int] = field(default_factory=dict)
 
 
 RECORD_VALUE_LIMIT = 1_000_000

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import json
-import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -36,12 +35,17 @@ import regionkit
 from regionkit.builders.base import RegionBuilder, SourceIndex
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.pipelines.card import render_card
+from regionkit.pipelines.out_folder import (
+    PLAN_FILE,
+    check_out_folder,
+    prepare_out,
+    sweep_half_written,
+)
 from regionkit.pipelines.ray_runtime import ensure_ray
 from regionkit.pipelines.shard_build import ShardResult, build_shard
 from regionkit.pipelines.sharding import DEFAULT_ITEMS_PER_SHARD, Shard, make_shards
 from regionkit.pipelines.stats import BuildStats
 from regionkit.pipelines.storage import (
-    TMP_MARKER,
     dumps_json,
     dumps_jsonl,
     sha256_bytes,
@@ -51,11 +55,29 @@ from regionkit.pipelines.storage import (
 )
 
 MANIFEST_FORMAT = "regionkit.dataset/1"
-OWNED_PATHS = ("data", "quarantine", "_progress", "manifest.json", "README.md")
 
 
 class BuildFailed(Exception):
     """The build could not finish; finished shards are kept and a rerun resumes from them."""
+
+
+class BuildInterrupted(Exception):
+    """The user stopped the build (Ctrl-C); finished shards are kept, half-written files removed.
+
+    Attributes:
+        done: shards finished, counting those of earlier runs.
+        total: shards planned; None when the build stopped before planning them.
+    """
+
+    def __init__(self, done: int = 0, total: int | None = None) -> None:
+        self.done, self.total = done, total
+        if total is None:
+            message = "interrupted while reading the source; nothing was written"
+        else:
+            message = (
+                f"interrupted: {done} of {total} shards done; rerun the same command to resume"
+            )
+        super().__init__(message)
 
 
 @dataclass
@@ -93,6 +115,7 @@ class BuildReport:
     rows_per_split: dict[str, int]
     shards_built: int
     shards_skipped: int
+    rows_built: int
     index_seconds: float
     seconds: float
 
@@ -101,7 +124,7 @@ class BuildReport:
         lines.append(
             f"  shards: {self.shards_built} built, {self.shards_skipped} already done "
             f"(index {self.index_seconds:.1f}s, total {self.seconds:.1f}s, "
-            f"{self.stats.rows / max(self.seconds, 1e-9):.0f} rows/s)"
+            f"{self.rows_built} rows built at {_rate(self.rows_built, self.seconds)} rows/s)"
         )
         for split, rows in self.rows_per_split.items():
             lines.append(f"  {split}: {rows} rows")
@@ -109,9 +132,23 @@ class BuildReport:
             lines.append(
                 f"  {_plural(kind)}: {c['in']} in = {c['out']} out + {c['quarantined']} quarantined"
             )
-        for code, n in sorted(self.stats.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        for code, n in _most_first(self.stats.reasons):
             lines.append(f"    quarantined {n} x {code}")
+        if self.stats.adjustments:
+            lines.append("  kept with a change:")
+            for code, n in _most_first(self.stats.adjustments):
+                lines.append(f"    {n} x {code}")
         return "\n".join(lines)
+
+
+def _rate(count: int, seconds: float) -> str:
+    """`count / seconds` with the digits that matter: 1,765 or 0.41, never a bare 0."""
+    rate = count / max(seconds, 1e-9)
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
+
+
+def _most_first(counts: Counter[str]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _plural(unit: str) -> str:
@@ -136,30 +173,6 @@ def _plan(builder: RegionBuilder, shards: list[Shard], files: list[dict[str, Any
         "source_files": files,
         "shards": {s.name: [s.items[0].key, s.items[-1].key] if s.items else [] for s in shards},
     }
-
-
-def _prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> None:
-    """Check a previous build in `out` is this one (or clear it), and sweep half-written files."""
-    for stale in out.glob(f"**/.*{TMP_MARKER}*"):
-        stale.unlink()
-    plan_path = out / "_progress" / "plan.json"
-    if plan_path.exists():
-        previous = json.loads(plan_path.read_text())
-        if previous == plan:
-            return
-        if not overwrite:
-            raise BuildFailed(
-                f"{out} holds a build of different inputs or arguments; pass --overwrite to "
-                "replace it or choose another --out"
-            )
-    if overwrite:
-        for name in OWNED_PATHS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    write_text_atomic(plan_path, dumps_json(plan))
 
 
 def _receipt_path(out: Path, shard: Shard) -> Path:
@@ -198,20 +211,26 @@ def _write_result(out: Path, shard: Shard, result: ShardResult) -> None:
 def _run_shards(
     builder: RegionBuilder, shards: list[Shard], out: Path, options: BuildOptions, done: int
 ) -> None:
-    """Run `shards` as Ray tasks, writing each result as it lands; raise if any failed."""
+    """Run `shards` as Ray tasks, writing each result as it lands; raise if any failed.
+
+    On Ctrl-C the shards in flight are cancelled and this process leaves Ray at once: an
+    embedded cluster shuts down with it, so no worker outlives the build; a shared cluster only
+    loses this driver.
+    """
     ensure_ray(options.ray_address)
     max_in_flight = options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     remote_build = ray.remote(num_cpus=1)(build_shard)
     builder_ref, schema_ref = ray.put(builder), ray.put(ARROW_SCHEMA)
     pending, in_flight = deque(shards), {}
     failures: list[str] = []
-    with tqdm(
+    bar = tqdm(
         total=len(shards) + done,
         initial=done,
         unit="shard",
         disable=not options.progress,
         desc=f"build {builder.source}",
-    ) as bar:
+    )
+    try:
         while pending or in_flight:
             while pending and len(in_flight) < max_in_flight and not failures:
                 shard = pending.popleft()
@@ -228,6 +247,13 @@ def _run_shards(
             _write_result(out, shard, result)
             bar.update(1)
             bar.set_postfix(rows=result.stats.rows, shard_s=f"{result.seconds:.1f}")
+    except KeyboardInterrupt:
+        for ref in in_flight:
+            ray.cancel(ref, force=True)
+        ray.shutdown()
+        raise
+    finally:
+        bar.close()
     if failures:
         raise BuildFailed(
             f"{len(failures)} shard(s) failed; finished shards are kept and a rerun resumes:\n"
@@ -261,12 +287,32 @@ def _index_kept_out_of_gc() -> Iterator[None]:
 
 
 def run_build(builder: RegionBuilder, options: BuildOptions) -> BuildReport:
-    """Index, shard, build the unfinished shards on Ray, then write the manifest and the card."""
+    """Index, shard, build the unfinished shards on Ray, then write the manifest and the card.
+
+    Raises `OutFolderRefused` before writing anything when `options.out` cannot take the build,
+    and `BuildInterrupted` on Ctrl-C, after removing half-written files.
+    """
     started = time.perf_counter()
-    index = builder.index()
-    index_seconds = time.perf_counter() - started
-    with _index_kept_out_of_gc():
-        return _build_indexed(builder, index, options, started, index_seconds)
+    inputs = [builder.image_root(), *{path.parent for path in builder.source_files()}]
+    check_out_folder(options.out, inputs)
+    try:
+        index = builder.index()
+        index_seconds = time.perf_counter() - started
+        with _index_kept_out_of_gc():
+            return _build_indexed(builder, index, options, started, index_seconds)
+    except KeyboardInterrupt:
+        raise _interruption(options.out.resolve()) from None
+
+
+def _interruption(out: Path) -> BuildInterrupted:
+    """What a Ctrl-C left: half-written files removed, finished shards counted from receipts."""
+    plan_path = out / PLAN_FILE
+    if not plan_path.exists():
+        return BuildInterrupted()
+    sweep_half_written(out)
+    shards = json.loads(plan_path.read_text())["shards"]
+    done = sum((out / "_progress" / f"{name}.json").exists() for name in shards)
+    return BuildInterrupted(done, len(shards))
 
 
 def _build_indexed(
@@ -279,7 +325,7 @@ def _build_indexed(
     out = options.out.resolve()
     shards = make_shards(index, options.items_per_shard, options.shards)
     plan = _plan(builder, shards, _source_files(builder))
-    _prepare_out(out, plan, options.overwrite)
+    prepare_out(out, plan, options.overwrite)
 
     index_stats = BuildStats()
     index_lines = []
@@ -306,12 +352,14 @@ def _build_indexed(
     write_text_atomic(out / "manifest.json", dumps_json(manifest))
     write_text_atomic(out / "README.md", render_card(manifest, [builder.catalog]))
     rows_per_split = {split: s["rows"] for split, s in manifest["splits"].items()}
+    built = {s.name for s in todo}
     return BuildReport(
         out,
         stats,
         rows_per_split,
         len(todo),
         len(shards) - len(todo),
+        sum(r["rows"] for r in receipts if r["shard"] in built),
         index_seconds,
         time.perf_counter() - started,
     )

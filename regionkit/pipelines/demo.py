@@ -113,6 +113,6 @@ def run_demo(
             ),
         )
         valid = inspect_dataset(dataset).ok
-        preview = render_preview(dataset, out / "previews" / f"{source}.png", n=4)
+        preview = render_preview(dataset, out / "previews" / f"{source}.png", n=8)
         results.append(DemoResult(source, report, valid, preview))
     return results

@@ -7,6 +7,17 @@ import os
 
 import ray
 
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _QuietTokenNotice(logging.Filter):
+    """Drops Ray's notice that a new local cluster has token authentication, its safe default,
+    which it prints on every build; its warning that authentication is *off* still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_NOTICE)
+
 
 def ensure_ray(address: str | None = None) -> None:
     """Connect to Ray once per process.
@@ -18,6 +29,7 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    logging.getLogger(TOKEN_NOTICE_LOGGER).addFilter(_QuietTokenNotice())
     ray.init(
         address=address,
         include_dashboard=False,

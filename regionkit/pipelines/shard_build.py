@@ -82,6 +82,7 @@ def build_shard(builder: RegionBuilder, shard: Shard, schema: pa.Schema) -> Shar
                 continue
             rows.append(row)
             stats.units_out.update(outcome.units)
+            stats.adjustments.update(outcome.adjustments)
         else:
             quarantine.append(outcome)
     for rejected in quarantine:

@@ -20,6 +20,7 @@ class BuildStats:
         units_out: inputs per unit kind that ended in a row.
         units_quarantined: inputs per unit kind that ended in quarantine.
         reasons: quarantined records per `stage/code`.
+        adjustments: changes made to inputs that were kept, per code (`polygon_part_dropped`).
         rows: rows written.
     """
 
@@ -27,6 +28,7 @@ class BuildStats:
     units_out: Counter[str] = field(default_factory=Counter)
     units_quarantined: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    adjustments: Counter[str] = field(default_factory=Counter)
     rows: int = 0
 
     def __add__(self, other: BuildStats) -> BuildStats:
@@ -35,6 +37,7 @@ class BuildStats:
             self.units_out + other.units_out,
             self.units_quarantined + other.units_quarantined,
             self.reasons + other.reasons,
+            self.adjustments + other.adjustments,
             self.rows + other.rows,
         )
 
@@ -59,6 +62,7 @@ class BuildStats:
                 for kind in sorted(set(self.units_in) | set(self.units_out))
             },
             "quarantine_reasons": dict(sorted(self.reasons.items())),
+            "adjustments": dict(sorted(self.adjustments.items())),
         }
 
     @classmethod
@@ -69,5 +73,6 @@ class BuildStats:
             Counter({k: v["out"] for k, v in units.items()}),
             Counter({k: v["quarantined"] for k, v in units.items()}),
             Counter(data["quarantine_reasons"]),
+            Counter(data["adjustments"]),
             data["rows"],
         )

@@ -13,6 +13,19 @@ from regionkit.pipelines.shard_build import build_shard
 from regionkit.pipelines.sharding import make_shards
 
 
+def annotated_box(record: dict[str, Any], width: int, height: int) -> list[float]:
+    """A COCO-style record's stored `bbox` as REFER's `getRefBox` returns it (xywh), in xyxy and
+    clipped to the image: the box REC benchmarks score against."""
+    x, y, w, h = record["bbox"]
+    return [max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)]
+
+
+def mask_box(mask: Any) -> list[int]:
+    """The tight xyxy box of a decoded H x W mask's pixels."""
+    ys, xs = mask.nonzero()
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
 def build_all(builder: RegionBuilder) -> tuple[list[dict], list[Rejected]]:
     """Every split's rows, splits in sorted order, and every rejection, index ones first.
 
@@ -36,7 +49,8 @@ def build_through_shards(
     """Build shard by shard as the engine's workers do; every quarantined input and unit counts.
 
     The counter holds `in_<unit>`, `out_<unit>` and `q_<unit>` over everything read: inputs
-    rejected while indexing count as read and quarantined, so `in = out + q` for every unit.
+    rejected while indexing count as read and quarantined, so `in = out + q` for every unit;
+    and `adj_<code>`, the repairs made to inputs that were kept.
     """
     index = builder.index()
     quarantined = [r for _, r in index.rejected]
@@ -52,6 +66,7 @@ def build_through_shards(
         stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
         stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
         stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
+        stats.update({f"adj_{k}": v for k, v in result.stats.adjustments.items()})
     return quarantined, stats
 
 

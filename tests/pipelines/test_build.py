@@ -13,8 +13,9 @@ from regionkit.builders.base import Built, Rejected, WorkItem
 from regionkit.builders.coco import CocoBuilder
 from regionkit.builders.samples.coco import add_bad_coco_records
 from regionkit.catalog.schema import ARROW_SCHEMA
-from regionkit.pipelines.build import BuildFailed, BuildOptions, run_build
+from regionkit.pipelines.build import BuildOptions, run_build
 from regionkit.pipelines.inspect import inspect_dataset
+from regionkit.pipelines.out_folder import OutFolderRefused
 from regionkit.pipelines.shard_build import build_shard
 from regionkit.pipelines.sharding import make_shards, shard_count
 from regionkit.pipelines.storage import sha256_file
@@ -26,7 +27,7 @@ def _options(out: Path, **kwargs) -> BuildOptions:
 
 def test_build_writes_a_hub_ready_dataset(ray_cluster, coco_sample, tmp_path):
     add_bad_coco_records(coco_sample)
-    out = tmp_path / "coco"
+    out = tmp_path / "built"
     report = run_build(CocoBuilder(coco_sample.annotations, coco_sample.images), _options(out))
 
     manifest = json.loads((out / "manifest.json").read_text())
@@ -50,13 +51,13 @@ def test_build_writes_a_hub_ready_dataset(ray_cluster, coco_sample, tmp_path):
     counts = manifest["counts"]["units"]
     for unit in ("image", "annotation"):
         assert counts[unit]["in"] == counts[unit]["out"] + counts[unit]["quarantined"]
-    assert counts["image"]["quarantined"] == 4 and counts["annotation"]["quarantined"] == 10
+    assert counts["image"]["quarantined"] == 4 and counts["annotation"]["quarantined"] == 11
     lines = [
         json.loads(line)
         for f in manifest["quarantine_files"]
         for line in (out / f).read_text().splitlines()
     ]
-    assert sum(manifest["counts"]["quarantine_reasons"].values()) == len(lines) == 12
+    assert sum(manifest["counts"]["quarantine_reasons"].values()) == len(lines) == 13
     assert all(line["reason"] and line["stage"] in {"index", "build"} for line in lines)
 
     card = (out / "README.md").read_text()
@@ -66,7 +67,7 @@ def test_build_writes_a_hub_ready_dataset(ray_cluster, coco_sample, tmp_path):
 
 
 def test_a_rerun_builds_nothing_and_changes_nothing(ray_cluster, coco_sample, tmp_path):
-    out = tmp_path / "coco"
+    out = tmp_path / "built"
     builder = CocoBuilder(coco_sample.annotations, coco_sample.images)
     run_build(builder, _options(out))
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -76,7 +77,7 @@ def test_a_rerun_builds_nothing_and_changes_nothing(ray_cluster, coco_sample, tm
 
 
 def test_a_damaged_shard_is_rebuilt(ray_cluster, coco_sample, tmp_path):
-    out = tmp_path / "coco"
+    out = tmp_path / "built"
     builder = CocoBuilder(coco_sample.annotations, coco_sample.images)
     run_build(builder, _options(out))
     shard = out / "data" / "val2017-00001-of-00004.parquet"
@@ -90,10 +91,10 @@ def test_a_damaged_shard_is_rebuilt(ray_cluster, coco_sample, tmp_path):
 def test_different_inputs_in_the_same_folder_are_refused_unless_overwritten(
     ray_cluster, coco_sample, tmp_path
 ):
-    out = tmp_path / "coco"
+    out = tmp_path / "built"
     run_build(CocoBuilder(coco_sample.annotations, coco_sample.images), _options(out))
     other = CocoBuilder(coco_sample.annotations, coco_sample.images, split="minival")
-    with pytest.raises(BuildFailed, match="--overwrite"):
+    with pytest.raises(OutFolderRefused, match="--overwrite"):
         run_build(other, _options(out))
     run_build(other, _options(out, overwrite=True))
     assert sorted(p.name for p in (out / "data").iterdir())[0].startswith("minival-")

@@ -26,7 +26,7 @@ def _build(sample, out) -> int:
 
 
 def test_build_inspect_show(ray_cluster, coco_sample, tmp_path, capsys):
-    out = tmp_path / "coco"
+    out = tmp_path / "built"
     code = _build(coco_sample, out)
     printed = capsys.readouterr().out
     assert code == 0
@@ -43,7 +43,7 @@ def test_build_inspect_show(ray_cluster, coco_sample, tmp_path, capsys):
 
 
 def test_inspect_reports_a_tampered_shard(ray_cluster, coco_sample, tmp_path, capsys):
-    out = tmp_path / "coco"
+    out = tmp_path / "built"
     _build(coco_sample, out)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["splits"]["val2017"]["shards"][0]["rows"] += 1

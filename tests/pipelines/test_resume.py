@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -93,4 +94,7 @@ def test_killed_build_resumes_byte_identical(ray_cluster, tmp_path):
     shutil.move(saved, hung_image)
     report = run_build(builder, BuildOptions(out=out, shards=SHARDS, progress=False))
     assert (report.shards_built, report.shards_skipped) == (1, SHARDS - 1)
+    resumed = json.loads((out / "_progress" / "val2017-00002-of-00008.json").read_text())
+    assert report.rows_built == resumed["rows"] < report.stats.rows
+    assert f"{resumed['rows']} rows built at" in report.format()
     assert _files(out) == _files(reference)

@@ -1,0 +1,99 @@
+"""Ctrl-C during a build: one line, exit 130, no half-written files, no Ray left behind, resumable.
+
+The build runs as a user runs it, `regionkit build` in its own process group with an embedded
+Ray of its own (a private Ray temp folder keeps it from attaching to the tests' cluster), and
+gets SIGINT the way a terminal sends it: to the whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from regionkit.builders.samples.coco import write_coco_sample
+from regionkit.cli import main
+
+from .test_resume import WAIT_SECONDS, _release
+
+SHARDS = 8
+PROC = Path("/proc")
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes that contain `text` (Linux /proc)."""
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in command:
+            found.append(command)
+    return found
+
+
+@pytest.mark.skipif(not PROC.is_dir(), reason="needs Linux /proc to find Ray's processes")
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(ray_cluster, tmp_path, capsys):
+    sample = write_coco_sample(tmp_path / "src", num_images=16, seed=3)
+    hung_image = sorted(sample.images.iterdir())[5]  # shard 2 of 8 hangs reading this FIFO
+    saved = tmp_path / "saved.jpg"
+    shutil.move(hung_image, saved)
+    os.mkfifo(hung_image)
+    out = tmp_path / "out"
+    arguments = ["build", "coco", "--annotations", str(sample.annotations)]
+    arguments += ["--images", str(sample.images), "--out", str(out), "--shards", str(SHARDS)]
+    ray_temp = tempfile.mkdtemp(prefix="rk-", dir="/tmp")  # short: Ray's socket paths must fit
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "regionkit", *arguments, "--max-in-flight", "2", "--no-progress"],
+        env={**env, "RAY_TMPDIR": ray_temp},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while len(list((out / "_progress").glob("val2017-*.json"))) < SHARDS - 1:
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, "the other shards did not finish in time"
+            time.sleep(0.2)
+        assert _processes_mentioning(ray_temp), "the build should run its own Ray"
+        half_written = out / "data" / ".val2017-00002-of-00008.parquet.tmp-1"
+        half_written.write_bytes(b"a write cut short")
+        os.killpg(driver.pid, signal.SIGINT)
+        stdout, stderr = driver.communicate(timeout=60)
+    finally:
+        _release(hung_image)
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+
+    assert driver.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted: {SHARDS - 1} of {SHARDS} shards done; rerun the same command to resume"
+    )
+    assert "Traceback" not in stderr + stdout and "KeyboardInterrupt" not in stderr + stdout
+    assert "Token authentication" not in stderr  # Ray's notice for every new local cluster
+    assert not list(out.rglob("*.tmp-*"))
+    deadline = time.monotonic() + 5
+    while (left := _processes_mentioning(ray_temp)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], "Ray processes outlived the interrupted build"
+    shutil.rmtree(ray_temp, ignore_errors=True)
+
+    hung_image.unlink()
+    shutil.move(saved, hung_image)
+    capsys.readouterr()
+    assert main([*arguments, "--ray-address", ray_cluster, "--no-progress"]) == 0
+    assert f"shards: 1 built, {SHARDS - 1} already done" in capsys.readouterr().out
