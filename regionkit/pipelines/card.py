@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from datasets import DatasetInfo, SplitDict, SplitInfo
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from regionkit.catalog.schema import FEATURES
 from regionkit.catalog.sources import Source
@@ -31,20 +32,16 @@ SCHEMA_TABLE = """| field | meaning |
 | `provenance` | builder, version, generator, prompt id, source files |"""
 
 
-def _front_matter(manifest: dict[str, Any], sources: list[Source]) -> str:
+def card_data(manifest: dict[str, Any], sources: list[Source]) -> DatasetCardData:
+    """The card's YAML header: license, the `configs` that map splits to shards, and the
+    `dataset_info` (features and split sizes) that `datasets` writes when it pushes a dataset."""
     splits = manifest["splits"]
-    info = DatasetInfo(
-        features=FEATURES,
-        splits=SplitDict(
-            {name: SplitInfo(name=name, num_examples=s["rows"]) for name, s in splits.items()}
-        ),
-    )
     licenses = sorted({s.license for s in sources})
-    header = {
-        "license": licenses[0] if len(licenses) == 1 else "other",
-        "pretty_name": manifest["name"],
-        "tags": ["regionkit", "region-grounding", "segmentation"],
-        "configs": [
+    data = DatasetCardData(
+        license=licenses[0] if len(licenses) == 1 else "other",
+        pretty_name=manifest["name"],
+        tags=["regionkit", "region-grounding", "segmentation"],
+        configs=[
             {
                 "config_name": "default",
                 "data_files": [
@@ -52,9 +49,15 @@ def _front_matter(manifest: dict[str, Any], sources: list[Source]) -> str:
                 ],
             }
         ],
-        "dataset_info": info._to_yaml_dict(),
-    }
-    return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
+    )
+    info = DatasetInfo(
+        features=FEATURES,
+        splits=SplitDict(
+            {name: SplitInfo(name=name, num_examples=s["rows"]) for name, s in splits.items()}
+        ),
+    )
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data
 
 
 def _counts_table(manifest: dict[str, Any]) -> str:
@@ -66,6 +69,12 @@ def _counts_table(manifest: dict[str, Any]) -> str:
 
 def render_card(manifest: dict[str, Any], sources: list[Source]) -> str:
     """The README.md for an output folder, from its manifest and the catalog entries it used."""
+    header = card_data(manifest, sources).to_yaml()
+    return str(DatasetCard(f"---\n{header}\n---\n{_body(manifest, sources)}"))
+
+
+def _body(manifest: dict[str, Any], sources: list[Source]) -> str:
+    """The card's text for people: splits, counts, quarantine, schema, licenses, citations."""
     split_lines = "\n".join(
         f"| {name} | {s['rows']} | {len(s['shards'])} |" for name, s in manifest["splits"].items()
     )
@@ -73,12 +82,16 @@ def render_card(manifest: dict[str, Any], sources: list[Source]) -> str:
     reason_lines = (
         "\n".join(f"- `{code}`: {n}" for code, n in reasons.items()) or "- nothing was quarantined"
     )
+    adjustments = manifest["counts"]["adjustments"]
+    adjustment_lines = (
+        "\n".join(f"- `{code}`: {n}" for code, n in adjustments.items()) or "- nothing was changed"
+    )
     source_blocks = "\n\n".join(
         f"### {s.title} (`{s.name}`)\n\n{s.homepage}\n\nLicense: {s.license_note}\n\n"
         f"```bibtex\n{s.citation}\n```"
         for s in sources
     )
-    return f"""{_front_matter(manifest, sources)}
+    return f"""
 # {manifest["name"]}
 
 Region-level records built by regionkit {manifest["regionkit_version"]} from
@@ -108,6 +121,11 @@ Every input ends in a row or in `quarantine/` with its reason: in = out + quaran
 Quarantine reasons (records per `stage/code`):
 
 {reason_lines}
+
+Inputs kept with a change (per code; e.g. a degenerate polygon part dropped from an object that
+stays):
+
+{adjustment_lines}
 
 ## Record schema
 
