@@ -2,16 +2,17 @@
 
 Reads `instances_<split>.json` as cocodataset.org ships it. Polygons may have several parts,
 crowd instances carry uncompressed RLE, converted files may carry compressed RLE; all become one
-compressed RLE per region. The region box is the mask's tight box: COCO's stored `bbox` and
-`area` are polygon-extent and shoelace values that disagree with the rasterised mask, so they are
-only used to catch annotations that do not belong to their image. Reading and checking the file
-and turning annotations into regions is shared with the refer builders (`instances.py`).
+compressed RLE per region. The region box is the stored `bbox` (xywh -> xyxy, clipped to the
+image), the box detection and REC benchmarks score against; it only has to agree roughly with
+the mask (`regions.boxed_region`). Reading and checking the file and turning annotations into
+regions is shared with the refer builders (`instances.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,11 @@ class CocoBuilder(RegionBuilder):
             )
             return
 
-        regions = []
+        regions, adjustments = [], Counter()
         for ann in anns:
+            category = item.payload["categories"][ann["id"]]
             try:
-                regions.append(
-                    annotation_region(ann, item.payload["categories"][ann["id"]], width, height)
-                )
+                regions.append(annotation_region(ann, category, width, height, adjustments))
             except RecordError as error:
                 yield Rejected(
                     f"annotation {ann['id']}",
@@ -152,4 +152,5 @@ class CocoBuilder(RegionBuilder):
                 source_files=[file],
             ),
             {"image": 1, "annotation": len(regions)},
+            adjustments,
         )

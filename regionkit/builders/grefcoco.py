@@ -9,9 +9,12 @@ sentences, file_name`), generalised: a ref may refer to several objects or to no
   with no region (regions []). -1 mixed with real ids, an empty list, or a `no_target` flag
   that disagrees with `ann_id` is a malformed ref and goes to quarantine.
 - `file_name` may carry an `_x` suffix: the image is found by `image_id` in instances.json.
-- A multi-target ref may include a crowd annotation (uncompressed RLE). gRefCOCO's own loader
-  skips crowd annotations when drawing masks; here it stays a region with the attribute
-  `crowd`, as in the COCO builder, so nothing is lost and recipes can drop it.
+- A multi-target ref may include a crowd annotation (uncompressed RLE). The benchmark's ground
+  truth leaves it out: ReLA's `load_grefcoco_json` skips `iscrowd` annotations and
+  `G_REFER.getMaskByRef` merges only non-crowd masks. So a ref `ann_id: [1, 2]` with 2 crowd
+  grounds annotation 1 alone, crowd annotations are never regions of a row, and the report
+  counts each one left out as `crowd_target_left_out`. A ref whose every target is crowd has
+  no ground truth (G_REFER fails on it) and goes to quarantine as `crowd_only_targets`.
 - The category of a region is its annotation's; the ref's `category_id` list (parallel to
   `ann_id` in some copies, de-duplicated in others) adds nothing and is not read.
 
@@ -39,6 +42,7 @@ class GRefCocoBuilder(ReferringBuilder):
 
     source = "grefcoco"
     refs_pattern = "grefs(unc).json"
+    left_out_code = "crowd_target_left_out"
 
     def read_refs(self, path: Path) -> Any:
         return load_json(path)
@@ -69,3 +73,17 @@ class GRefCocoBuilder(ReferringBuilder):
                 f"field 'no_target' is {flag!r} but field 'ann_id' is {value!r}",
             )
         return [] if no_target else sorted(set(ids))
+
+    def usable_targets(
+        self, ref: dict[str, Any], anns: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The ref's non-crowd annotations, the benchmark's ground truth."""
+        kept = [ann for ann in anns if ann.get("iscrowd") != 1]
+        if anns and not kept:
+            crowd = ", ".join(str(ann["id"]) for ann in anns)
+            raise RecordError(
+                "crowd_only_targets",
+                f"field 'ann_id': every target ({crowd}) is a crowd annotation, which the "
+                "benchmark's ground truth leaves out, so the ref refers to nothing it can score",
+            )
+        return kept

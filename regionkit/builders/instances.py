@@ -7,16 +7,16 @@ ship one beside their refs, and their refs join to it by annotation id. The file
 record (its position, its id, the field at fault), so each builder decides what a bad record
 costs: COCO quarantines it, refer quarantines the refs that point at it.
 
-`annotation_region` turns one annotation into a region: polygons (several parts allowed),
-uncompressed RLE (crowd) or compressed RLE (RefCLEF, converted files) become one compressed RLE,
-and the region box is the mask's tight box, because the stored `bbox` and `area` are
-polygon-extent and shoelace values that disagree with the rasterised mask. The stored box only
-catches annotations that do not belong to their image. `catalog.masks` checks what pycocotools
-would not (compressed counts, polygon vertices far outside the image).
+`annotation_region` turns one annotation into a region: the stored `bbox` (what REC benchmarks
+score against) clipped to the image, and the segmentation (polygon parts, uncompressed RLE for
+crowd, compressed RLE, or RefCLEF's list of RLE dicts) as one compressed RLE. `catalog.masks`
+checks what pycocotools would not (compressed counts, polygon vertices far outside the image).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,8 @@ from typing import Any
 from regionkit.builders.base import BuilderInputError, Rejected
 from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import load_json
-from regionkit.catalog.boxes import box_outside_image, xywh_to_xyxy
-from regionkit.catalog.masks import MaskError, rle_to_bbox, segmentation_to_rle
-from regionkit.catalog.records import make_region
+from regionkit.builders.regions import boxed_region
+from regionkit.catalog.boxes import xywh_to_xyxy
 
 REQUIRED_IMAGE_FIELDS = {"id": int, "file_name": str, "width": int, "height": int}
 REQUIRED_ANNOTATION_FIELDS = {"id": int, "image_id": int, "category_id": int}
@@ -177,31 +176,43 @@ def _annotation_problem(instances: Instances, ann: Any) -> tuple[str | None, str
 
 
 def annotation_region(
-    ann: dict[str, Any], category: str | None, width: int, height: int
+    ann: dict[str, Any],
+    category: str | None,
+    width: int,
+    height: int,
+    adjustments: Counter[str],
 ) -> dict[str, Any]:
-    """One annotation of a `width` x `height` image as a region (mask, tight box, crowd flag).
+    """One annotation of a `width` x `height` image as a region (its box, mask, crowd flag).
 
-    Raises `RecordError` naming the field at fault when the annotation cannot be one.
+    The box is the stored `bbox` (xywh -> xyxy, clipped), the mask the segmentation; see
+    `regions.boxed_region` for how the two are checked and what is repaired and counted in
+    `adjustments`. Raises `RecordError` naming the field at fault when it cannot be a region.
     """
-    stored = ann.get("bbox")
-    if (
-        isinstance(stored, list)
-        and len(stored) == 4
-        and all(isinstance(v, (int, float)) for v in stored)
-        and box_outside_image(xywh_to_xyxy(stored), width, height)
-    ):
-        raise RecordError(
-            "bbox_outside_image",
-            f"field 'bbox' {stored} (xywh) lies outside the {width}x{height} image",
-        )
     if "segmentation" not in ann:
         raise RecordError("missing_segmentation", "field 'segmentation' is missing")
-    try:
-        rle = segmentation_to_rle(ann["segmentation"], height, width)
-    except MaskError as error:
-        raise RecordError(error.code, f"field 'segmentation': {error}") from None
-    bbox = rle_to_bbox(rle)
-    if bbox is None:
-        raise RecordError("empty_mask", "field 'segmentation' covers no pixel of the image")
     attributes = ["crowd"] if ann.get("iscrowd") == 1 else []
-    return make_region(str(ann["id"]), bbox, rle, category, attributes)
+    return boxed_region(
+        str(ann["id"]),
+        stored_box(ann),
+        ann["segmentation"],
+        width,
+        height,
+        adjustments,
+        category=category,
+        attributes=attributes,
+    )
+
+
+def stored_box(record: dict[str, Any]) -> list[float] | None:
+    """A COCO-style record's `bbox` as xyxy; None when it has none; `RecordError` if malformed."""
+    box = record.get("bbox")
+    if box is None:
+        return None
+    if (
+        not isinstance(box, list)
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        or not all(math.isfinite(v) for v in box)
+    ):
+        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} is not four finite numbers")
+    return xywh_to_xyxy(box)

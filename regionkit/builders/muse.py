@@ -20,8 +20,8 @@ Quirks and how they map:
   every instance of `answers` not already seen, in order of first appearance. Two occurrences
   are one instance when they share an `id` (compared as text), or when their `segmentation` is
   identical and they do not carry two different ids. The first occurrence's segmentation and
-  `category_name` make the region (mask from polygons or RLE, box from the mask; the stored
-  `bbox` and `area` are ignored). Every distinct `rephrased_name` becomes a grounding
+  `category_name` make the region (the stored `bbox`, clipped, and the mask from polygons or
+  RLE; `regions.boxed_region`). Every distinct `rephrased_name` becomes a grounding
   `{text, regions: [k]}`: it is a referring phrase for that one instance.
 - Messages: per question, user = `questions[i]`; assistant = `text_answers[i]` with each `{seg}`
   replaced in order by `<segK>`, K the region of `answers[i][j]`. Without `text_answers` the
@@ -34,7 +34,9 @@ Units are `image` (a record), `question` and `instance`. What PixelLM's loader d
 goes to quarantine here: a question whose `{seg}` count differs from its instance count, every
 question of a record whose `questions`, `answers` and `text_answers` differ in length (pairing
 by position cannot be trusted), a question with no instance and no text answer, a question
-needing a quarantined instance (so no `<segK>` dangles), and text that already holds markup.
+needing a quarantined instance (so no `<segK>` dangles) or one whose mask covers no pixel (a
+tiny instance stays a box-only region, but no answer can segment it), and text that already
+holds markup.
 """
 
 from __future__ import annotations
@@ -54,9 +56,9 @@ import orjson
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
 from regionkit.builders.fields import RecordError, field_problem, json_kind
 from regionkit.builders.files import ImagePathError, checked_image, load_json
+from regionkit.builders.instances import stored_box
+from regionkit.builders.regions import boxed_region
 from regionkit.builders.rooted import RootedBuilder
-from regionkit.catalog.masks import MaskError, rle_to_bbox, segmentation_to_rle
-from regionkit.catalog.records import make_region
 
 FILE_PATTERNS = ("muse_{split}.json", "MUSE_{split}.json")
 FILE_NAME_FOLDER = "train2014"
@@ -416,12 +418,13 @@ class MuseBuilder(RootedBuilder):
         instances, targets = collect_instances(record)
         regions: list[dict[str, Any]] = []
         region_of: dict[int, int] = {}
-        failed: dict[int, str] = {}
+        unusable: dict[int, tuple[str, str]] = {}
+        adjustments: Counter[str] = Counter()
         for n, instance in enumerate(instances):
             try:
-                region = self._region(instance, width, height)
+                region = self._region(instance, width, height, adjustments)
             except RecordError as error:
-                failed[n] = error.code
+                unusable[n] = ("instance_quarantined", f"quarantined as {error.code}")
                 yield Rejected(
                     f"record {item.key} instance {instance.region_id}",
                     error.code,
@@ -433,10 +436,12 @@ class MuseBuilder(RootedBuilder):
                 continue
             region_of[n] = len(regions)
             regions.append(region)
+            if region["mask"] is None:
+                unusable[n] = ("seg_target_without_mask", "whose mask covers no pixel")
 
         messages: list[dict[str, str]] = []
         questions_kept = 0
-        for outcome in self._dialogue(record, targets, instances, region_of, failed, where):
+        for outcome in self._dialogue(record, targets, instances, region_of, unusable, where):
             if isinstance(outcome, Rejected):
                 yield outcome
             else:
@@ -463,10 +468,14 @@ class MuseBuilder(RootedBuilder):
                 source_files=[where.file],
             ),
             {"image": 1, "question": questions_kept, "instance": len(regions)},
+            adjustments,
         )
 
-    def _region(self, instance: Instance, width: int, height: int) -> dict[str, Any]:
-        """One instance as a region (mask and its tight box), or `RecordError` saying why not."""
+    def _region(
+        self, instance: Instance, width: int, height: int, adjustments: Counter[str]
+    ) -> dict[str, Any]:
+        """One instance as a region (its stored box and its mask), or `RecordError` saying why
+        not; repairs are counted in `adjustments` (`regions.boxed_region`)."""
         value = instance.value
         if not isinstance(value, dict):
             raise RecordError(
@@ -475,14 +484,15 @@ class MuseBuilder(RootedBuilder):
         problem = field_problem(value, REQUIRED_INSTANCE_FIELDS)
         if problem is not None:
             raise RecordError("malformed_instance", problem)
-        try:
-            rle = segmentation_to_rle(value["segmentation"], height, width)
-        except MaskError as error:
-            raise RecordError(error.code, f"field 'segmentation': {error}") from None
-        bbox = rle_to_bbox(rle)
-        if bbox is None:
-            raise RecordError("empty_mask", "field 'segmentation' covers no pixel of the image")
-        return make_region(instance.region_id, bbox, rle, value["category_name"])
+        return boxed_region(
+            instance.region_id,
+            stored_box(value),
+            value["segmentation"],
+            width,
+            height,
+            adjustments,
+            category=value["category_name"],
+        )
 
     def _dialogue(
         self,
@@ -490,10 +500,13 @@ class MuseBuilder(RootedBuilder):
         targets: list[list[int] | None],
         instances: list[Instance],
         region_of: dict[int, int],
-        failed: dict[int, str],
+        unusable: dict[int, tuple[str, str]],
         where: _Where,
     ) -> Iterator[list[dict[str, str]] | Rejected]:
-        """Per question, its user and assistant messages or its rejection."""
+        """Per question, its user and assistant messages or its rejection.
+
+        `unusable` holds the instances no answer may segment, as (code, why).
+        """
         questions, answers = record["questions"], record["answers"]
         text_answers = record.get("text_answers")
         lengths = {"questions": len(questions), "answers": len(answers)}
@@ -513,7 +526,7 @@ class MuseBuilder(RootedBuilder):
             return
         for i, question in enumerate(questions):
             try:
-                yield self._turn(i, record, targets[i], instances, region_of, failed)
+                yield self._turn(i, record, targets[i], instances, region_of, unusable)
             except RecordError as error:
                 original = {"question": question, "answer": answers[i]}
                 if text_answers is not None:
@@ -534,16 +547,17 @@ class MuseBuilder(RootedBuilder):
         targets: list[int] | None,
         instances: list[Instance],
         region_of: dict[int, int],
-        failed: dict[int, str],
+        unusable: dict[int, tuple[str, str]],
     ) -> list[dict[str, str]]:
         """Question i as a user and an assistant message, or `RecordError` saying why not."""
         question, text_answer, targets = _checked_question(i, record, targets)
         for j, n in enumerate(targets):
-            if n in failed:
+            if n in unusable:
+                code, why = unusable[n]
                 raise RecordError(
-                    "instance_quarantined",
+                    code,
                     f"field 'answers'[{i}][{j}] is instance {instances[n].region_id} "
-                    f"({instances[n].origin}), quarantined as {failed[n]}",
+                    f"({instances[n].origin}), {why}",
                 )
         regions = [region_of[n] for n in targets]
         if text_answer is not None:

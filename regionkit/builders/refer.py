@@ -7,9 +7,10 @@ tokens, sent_id}]}`. A ref is one object and the sentences that describe it.
 
 - The pickle is untrusted and written by Python 2: it is read with `safe_pickle`, which loads
   plain data only and decodes Python 2 byte strings (UTF-8, else latin-1).
-- Refs hold no box or mask: `ann_id` joins to instances.json, and the region box is the mask's
-  tight box (stored `bbox`/`area` disagree with the mask). RefCOCO* masks are polygons, RefCLEF
-  masks RLE dicts.
+- Refs hold no box or mask: `ann_id` joins to instances.json. The region box is the stored
+  `bbox` (REFER's `getRefBox`, what REC benchmarks score against), the mask its segmentation:
+  polygons for RefCOCO*, a list of compressed RLE dicts for RefCLEF (`[{size, counts}]`, which
+  refer's `getMask` decodes and sums over the list).
 - The image file is `images[image_id].file_name` in instances.json; a ref's own `file_name`
   (`COCO_train2014_000000581857_16.jpg`) has a suffix and names no file, so it is ignored.
 - Split names match exactly: `--splits testA` does not take RefCLEF's `testAB`, as the REFER
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -70,6 +72,8 @@ class ReferringBuilder(RootedBuilder):
     units = ("ref", "sentence")
     refs_pattern: ClassVar[str]
     image_key_prefix: ClassVar[str] = "coco"
+    left_out_code: ClassVar[str] = "target_left_out"
+    """The adjustment code counting annotations `usable_targets` leaves out of a ref."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReferringBuilder:
@@ -94,8 +98,14 @@ class ReferringBuilder(RootedBuilder):
         Raises `RecordError` when the ref's target fields are malformed.
         """
 
-    def check_targets(self, ref: dict[str, Any], anns: list[dict[str, Any]]) -> None:
-        """Further agreement between a ref and its annotations; raises `RecordError` if not."""
+    def usable_targets(
+        self, ref: dict[str, Any], anns: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The annotations that are the ref's ground truth (all, unless a subclass says which).
+
+        Raises `RecordError` when the ref and its annotations disagree.
+        """
+        return anns
 
     def source_files(self) -> list[Path]:
         return [
@@ -146,7 +156,7 @@ class ReferringBuilder(RootedBuilder):
         sentences = ref.get("sentences") if isinstance(ref, dict) else None
         count = len(sentences) if isinstance(sentences, list) else 0
         try:
-            targets = self._checked_targets(ref, instances, seen)
+            targets, left_out = self._checked_targets(ref, instances, seen)
         except RecordError as error:
             rejected = Rejected(
                 f"ref {ref_id}",
@@ -171,10 +181,19 @@ class ReferringBuilder(RootedBuilder):
             )
             index.reject(split, rejected)
             return None
-        return {"ref_id": ref_id, "targets": targets, "texts": texts, "record": ref}
+        return {
+            "ref_id": ref_id,
+            "targets": targets,
+            "left_out": left_out,
+            "texts": texts,
+            "record": ref,
+        }
 
-    def _checked_targets(self, ref: Any, instances: Instances, seen: set[int]) -> list[int]:
-        """The ref's target annotation ids once its fields, image and annotations check out."""
+    def _checked_targets(
+        self, ref: Any, instances: Instances, seen: set[int]
+    ) -> tuple[list[int], int]:
+        """The ref's target annotation ids once its fields, image and annotations check out,
+        and how many of its annotations are not ground truth (`usable_targets`)."""
         problem = field_problem(ref, REQUIRED_REF_FIELDS)
         if problem is not None:
             raise RecordError("malformed_ref", problem)
@@ -197,8 +216,8 @@ class ReferringBuilder(RootedBuilder):
                     f"not on the ref's image {image_id}",
                 )
             anns.append(ann)
-        self.check_targets(ref, anns)
-        return targets
+        kept = self.usable_targets(ref, anns)
+        return [ann["id"] for ann in kept], len(anns) - len(kept)
 
     def _texts(
         self, ref: dict[str, Any], where: str, split: str | None, index: SourceIndex
@@ -257,7 +276,7 @@ class ReferringBuilder(RootedBuilder):
             )
             return
         regions, failures = self._regions(item.payload, width, height)
-        kept = []
+        kept: list[dict[str, Any]] = []
         for ref in refs:
             failed = [a for a in ref["targets"] if a in failures]
             if not failed:
@@ -274,19 +293,29 @@ class ReferringBuilder(RootedBuilder):
                 INSTANCES_FILE,
             )
         if kept:
-            yield Built(self._row(item, str(path), image, regions, kept), _units(kept))
+            row = self._row(item, str(path), image, {a: r for a, (r, _) in regions.items()}, kept)
+            used = {a for ref in kept for a in ref["targets"]}
+            adjustments = sum((regions[a][1] for a in used), Counter())
+            adjustments[self.left_out_code] += sum(ref["left_out"] for ref in kept)
+            yield Built(row, _units(kept), +adjustments)
 
     def _regions(
         self, payload: dict[str, Any], width: int, height: int
-    ) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[dict[str, Any], RecordError]]]:
-        """Each target annotation as a region, or with the reason it cannot be one."""
+    ) -> tuple[
+        dict[int, tuple[dict[str, Any], Counter[str]]],
+        dict[int, tuple[dict[str, Any], RecordError]],
+    ]:
+        """Each target annotation as a region with its repairs, or with why it cannot be one."""
         regions, failures = {}, {}
         for ann in payload["annotations"]:
+            adjustments: Counter[str] = Counter()
             try:
                 category = payload["categories"][ann["id"]]
-                regions[ann["id"]] = annotation_region(ann, category, width, height)
+                region = annotation_region(ann, category, width, height, adjustments)
             except RecordError as error:
                 failures[ann["id"]] = (ann, error)
+            else:
+                regions[ann["id"]] = (region, adjustments)
         return regions, failures
 
     def _row(
@@ -391,7 +420,9 @@ class ReferBuilder(ReferringBuilder):
             raise RecordError("malformed_ref", problem)
         return [ref["ann_id"]]
 
-    def check_targets(self, ref: dict[str, Any], anns: list[dict[str, Any]]) -> None:
+    def usable_targets(
+        self, ref: dict[str, Any], anns: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """A ref's `category_id` is its annotation's; a disagreement means a broken join."""
         (ann,) = anns
         if "category_id" in ref and ref["category_id"] != ann["category_id"]:
@@ -400,6 +431,7 @@ class ReferBuilder(ReferringBuilder):
                 f"field 'category_id': {ref['category_id']!r}, but its annotation {ann['id']} "
                 f"has category {ann['category_id']}",
             )
+        return anns
 
 
 class RefCocoBuilder(ReferBuilder):

@@ -77,7 +77,7 @@ class RootedBuilder(RegionBuilder):
         if missing:
             raise BuilderInputError(
                 f"{self.root}: split(s) {missing} asked for with --splits are not in the files; "
-                f"they hold: {sorted(found)}"
+                f"the splits there are: {', '.join(sorted(found)) or 'none'}"
             )
 
     def split_file(self, split: str, *patterns: str) -> Path | None:
@@ -108,16 +108,16 @@ class RootedBuilder(RegionBuilder):
         """
         first = patterns[0]
         if self.splits:
-            described = {f.pattern: f.description for f in self.catalog.files}[first]
-            return {
-                split: self.split_file(split, *patterns)
-                or self.require_file(  # absent, so this raises naming the file
-                    self.root / first.format(split=split),
-                    f"{' or '.join(p.format(split=split) for p in patterns)} ({described}) "
-                    "under --root",
+            asked = {split: self.split_file(split, *patterns) for split in self.splits}
+            missing = [split for split, path in asked.items() if path is None]
+            if missing:
+                present = ", ".join(self.present_split_files(*patterns)) or "none"
+                names = " or ".join(p.format(split=missing[0]) for p in patterns)
+                raise BuilderInputError(
+                    f"{self.root}: split {missing[0]!r} asked for with --splits has no file "
+                    f"({names}) under --root; the splits there are: {present}"
                 )
-                for split in self.splits
-            }
+            return asked
         found = self.present_split_files(*patterns)
         if not found:
             names = ", ".join(first.format(split=s) for s in self.catalog.splits)

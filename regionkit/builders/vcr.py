@@ -11,8 +11,9 @@ Quirks and what becomes of them:
 - Regions are all objects of the image's metadata: bbox = `boxes[k][:4]` (float xyxy, clipped to
   the image), score = `boxes[k][4]` (detector confidence), mask = the union of the polygons in
   `segms[k]` (nested `[[x, y], ...]` pairs), category = `names[k]`, id = `k` as a string. Polygon
-  parts of fewer than 3 points are contours of no area and are left out of the union; an object
-  with no area left is quarantined as `empty_mask`.
+  parts of fewer than 3 points are contours of no area and are left out of the union (counted
+  as `polygon_part_dropped`); an object whose mask covers no pixel stays a box-only region
+  (`mask_covers_no_pixel`), as in every builder (`regions.boxed_region`).
 - The line's `objects` must equal the metadata's `names`: the tokens index both, so a line whose
   objects differ cannot be trusted to point at the right boxes and is quarantined whole
   (`objects_mismatch`).
@@ -46,6 +47,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,10 +57,9 @@ import orjson
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
 from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import ImagePathError, checked_image, load_json, resolve_image
+from regionkit.builders.regions import boxed_region
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.catalog.boxes import box_is_empty, clip_box
-from regionkit.catalog.masks import MaskError, polygons_to_rle, rle_to_bbox
-from regionkit.catalog.records import make_region
 
 SPLIT_FILE = "{split}.jsonl"
 UNLABELLED_SPLIT = "test"
@@ -84,7 +85,6 @@ LETTERS = "ABCD"
 WHY = "Why?"
 ATTACH_LEFT = frozenset({",", ".", "?", "!", ";", ":", ")", "%", "n't"})
 ATTACH_RIGHT = frozenset({"("})
-MIN_POLYGON_POINTS = 3
 
 
 class _MetadataError(RecordError):
@@ -322,7 +322,7 @@ class VcrBuilder(RootedBuilder):
         try:
             metadata = self._metadata(line)
             path, (width, height) = self._image(line, metadata)
-            regions, bad = object_regions(metadata, width, height)
+            regions, bad, adjustments = object_regions(metadata, width, height)
             check_mentions(line, bad)
         except RecordError as problem:
             yield self._rejected_question(item, problem)
@@ -343,6 +343,7 @@ class VcrBuilder(RootedBuilder):
                 source_files=[item.payload["file"], line["metadata_fn"]],
             ),
             {"question": 1, "object": len(regions)},
+            adjustments,
         )
 
     def _rejected_question(self, item: WorkItem, problem: RecordError) -> Rejected:
@@ -438,7 +439,7 @@ def _box_problem(box: Any) -> str | None:
 
 
 def object_region(
-    k: int, box: Any, segm: Any, name: str, width: int, height: int
+    k: int, box: Any, segm: Any, name: str, width: int, height: int, adjustments: Counter[str]
 ) -> dict[str, Any] | tuple[str, str]:
     """Object `k` of a metadata file as a region, or why it cannot be one as (code, message)."""
     problem = _box_problem(box)
@@ -449,32 +450,41 @@ def object_region(
         return "bad_box", f"field 'boxes': {box[:4]} covers nothing of the {width}x{height} image"
     if not isinstance(segm, list):
         return "bad_segmentation", f"field 'segms': {type(segm).__name__} is not a polygon list"
-    parts = [p for p in segm if not (isinstance(p, list) and len(p) < MIN_POLYGON_POINTS)]
-    if not parts:
-        return "empty_mask", "field 'segms': no polygon has 3 points or more"
     try:
-        rle = polygons_to_rle(parts, height, width)
-    except MaskError as error:
-        return error.code, f"field 'segms': {error}"
-    if rle_to_bbox(rle) is None:
-        return "empty_mask", "field 'segms' covers no pixel of the image"
-    return make_region(str(k), bbox, rle, name, score=box[4])
+        return boxed_region(
+            str(k),
+            bbox,
+            segm,
+            width,
+            height,
+            adjustments,
+            box_field="boxes",
+            mask_field="segms",
+            category=name,
+            score=box[4],
+        )
+    except RecordError as error:
+        return error.code, str(error)
 
 
 def object_regions(
     metadata: dict[str, Any], width: int, height: int
-) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, str]]]:
-    """Every metadata object as a region by its index, and the unusable ones as (code, message)."""
+) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, str]], Counter[str]]:
+    """Every metadata object as a region by its index, the unusable ones as (code, message), and
+    the repairs made to the usable ones."""
     regions: dict[int, dict[str, Any]] = {}
     bad: dict[int, tuple[str, str]] = {}
+    adjustments: Counter[str] = Counter()
     objects = zip(metadata["boxes"], metadata["segms"], metadata["names"], strict=True)
     for k, (box, segm, name) in enumerate(objects):
-        region = object_region(k, box, segm, name, width, height)
+        repairs: Counter[str] = Counter()
+        region = object_region(k, box, segm, name, width, height, repairs)
         if isinstance(region, tuple):
             bad[k] = region
         else:
             regions[k] = region
-    return regions, bad
+            adjustments += repairs
+    return regions, bad, adjustments
 
 
 def check_mentions(line: dict[str, Any], bad: dict[int, tuple[str, str]]) -> None:

@@ -15,6 +15,7 @@ are continuous pixel coordinates where pixel (i, j) covers [i, i+1) x [j, j+1).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from regionkit.catalog.boxes import BBOX_TOLERANCE_PX
 class MaskError(ValueError):
     """A segmentation that cannot be turned into a mask of the given image.
 
-    `code` is the quarantine slug builders report: `degenerate_polygon`, `polygon_outside_image`
+    `code` is the quarantine slug builders report: `malformed_polygon`, `polygon_outside_image`
     or `bad_segmentation`.
     """
 
@@ -41,7 +42,7 @@ so a 7th group (a shift of 30) overflows it and decodes differently from what we
 
 
 RLE = dict[str, Any]
-DEGENERATE = "degenerate_polygon"
+MALFORMED = "malformed_polygon"
 
 
 def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
@@ -49,12 +50,12 @@ def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
     try:
         points = np.asarray(part, dtype=np.float64)
     except (TypeError, ValueError):
-        raise MaskError("polygon part must hold numbers or [x, y] pairs", DEGENERATE) from None
+        raise MaskError("polygon part must hold numbers or [x, y] pairs", MALFORMED) from None
     if points.ndim == 2 and points.shape[1] == 2:
         return points.ravel()
     if points.ndim != 1:
         raise MaskError(
-            f"polygon part has shape {points.shape}; expected flat or [x, y] pairs", DEGENERATE
+            f"polygon part has shape {points.shape}; expected flat or [x, y] pairs", MALFORMED
         )
     return points
 
@@ -78,26 +79,31 @@ def _check_vertices_inside(part: np.ndarray, index: int, height: int, width: int
         )
 
 
-def polygons_to_rle(polygons: Sequence[Any], height: int, width: int) -> RLE:
-    """A list of polygon parts -> one compressed RLE (the union of the parts)."""
-    if not isinstance(polygons, (list, tuple)) or len(polygons) == 0:
-        raise MaskError("polygon segmentation is empty", DEGENERATE)
-    if not isinstance(polygons[0], (list, tuple, np.ndarray)):
+def usable_parts(polygons: Any) -> tuple[dict[int, np.ndarray], int]:
+    """The parts of a polygon segmentation that enclose area (by position), and how many do not.
+
+    A part with fewer than 3 points (or an odd count of numbers) encloses nothing. cocoapi's
+    `annToRLE` merges every part, so such a part adds nothing to the mask, and ReLA's gRefCOCO
+    loader drops it (`len(poly) % 2 == 0 and len(poly) >= 6`); the object is kept either way.
+    """
+    if not isinstance(polygons, (list, tuple)):
+        raise MaskError(f"polygon segmentation must be a list, got {type(polygons).__name__}")
+    if polygons and not isinstance(polygons[0], (list, tuple, np.ndarray)):
         raise MaskError(
-            "polygon segmentation must be a list of parts, got a flat list of numbers", DEGENERATE
+            "polygon segmentation must be a list of parts, got a flat list of numbers", MALFORMED
         )
     parts = [flatten_polygon(part) for part in polygons]
-    for index, part in enumerate(parts):
-        if len(part) < 6 or len(part) % 2:
-            raise MaskError(
-                f"polygon part {index} has {len(part)} numbers; a polygon needs an even count "
-                "of at least 6 (3 points)",
-                DEGENERATE,
-            )
+    usable = {i: part for i, part in enumerate(parts) if len(part) >= 6 and len(part) % 2 == 0}
+    return usable, len(parts) - len(usable)
+
+
+def _rasterise(parts: dict[int, np.ndarray], height: int, width: int) -> RLE:
+    """Usable polygon parts (by their position in the segmentation) -> one compressed RLE."""
+    for index, part in parts.items():
         if not np.isfinite(part).all():
-            raise MaskError(f"polygon part {index} has a non-finite coordinate", DEGENERATE)
+            raise MaskError(f"polygon part {index} has a non-finite coordinate", MALFORMED)
         _check_vertices_inside(part, index, height, width)
-    rles = mask_api.frPyObjects(parts, height, width)
+    rles = mask_api.frPyObjects(list(parts.values()), height, width)
     return normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
 
 
@@ -188,15 +194,50 @@ def rle_from_dict(rle: RLE, height: int, width: int) -> RLE:
     raise MaskError(f"RLE counts must be a list, str or bytes, got {type(counts).__name__}")
 
 
-def segmentation_to_rle(segmentation: Any, height: int, width: int) -> RLE:
-    """Any COCO-style segmentation (polygon parts or an RLE dict) -> compressed RLE."""
+@dataclass(frozen=True)
+class MaskReading:
+    """A source's segmentation read as one mask.
+
+    Attributes:
+        rle: the compressed RLE, or None when no pixel of the image is covered (a sliver, a
+            tiny object, or no part that encloses area).
+        dropped_parts: polygon parts left out because they enclose nothing (`usable_parts`).
+    """
+
+    rle: RLE | None
+    dropped_parts: int = 0
+
+
+def read_segmentation(segmentation: Any, height: int, width: int) -> MaskReading:
+    """Any COCO-style segmentation of an image as one mask.
+
+    Accepts polygon parts (flat or `[[x, y], ...]`), an RLE dict (compressed or not), or a list
+    of RLE dicts: RefCLEF's `instances.json` holds `[{size, counts}]`, which refer's `getMask`
+    decodes to H x W x N and sums over N, i.e. the union. Raises `MaskError` for input that is
+    malformed rather than merely small.
+    """
     if isinstance(segmentation, dict):
-        return rle_from_dict(segmentation, height, width)
+        return _covering(rle_from_dict(segmentation, height, width))
+    if isinstance(segmentation, (list, tuple)) and segmentation:
+        if all(isinstance(part, dict) for part in segmentation):
+            rles = [rle_from_dict(part, height, width) for part in segmentation]
+            merged = rles[0] if len(rles) == 1 else normalize_rle(mask_api.merge(rles))
+            return _covering(merged)
+        if any(isinstance(part, dict) for part in segmentation):
+            raise MaskError("segmentation mixes RLE dicts with polygon parts")
     if isinstance(segmentation, (list, tuple)):
-        return polygons_to_rle(segmentation, height, width)
+        parts, dropped = usable_parts(segmentation)
+        if not parts:
+            return MaskReading(None, dropped)
+        return _covering(_rasterise(parts, height, width), dropped)
     raise MaskError(
         f"segmentation must be polygon parts or an RLE dict, got {type(segmentation).__name__}"
     )
+
+
+def _covering(rle: RLE, dropped_parts: int = 0) -> MaskReading:
+    """The reading of `rle`, with no mask when it covers no pixel."""
+    return MaskReading(rle if rle_area(rle) > 0 else None, dropped_parts)
 
 
 def boxes_to_rle(boxes_xyxy: Sequence[Sequence[float]], height: int, width: int) -> RLE:

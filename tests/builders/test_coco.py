@@ -13,15 +13,15 @@ from regionkit.builders.coco import CocoBuilder
 from regionkit.builders.samples.coco import add_bad_coco_records
 from regionkit.catalog.masks import decode_rle, rle_area
 
-from .harness import build_all, build_through_shards
+from .harness import annotated_box, build_all, build_through_shards, mask_box
 
 
-def test_rows_match_pycocotools_and_ignore_stored_area_and_bbox(coco_sample):
+def test_rows_keep_the_stored_box_and_take_masks_from_pycocotools(coco_sample):
     coco = COCO(str(coco_sample.annotations))
     rows, rejected = build_all(CocoBuilder(coco_sample.annotations, coco_sample.images))
     assert rejected == []
     assert [r["id"] for r in rows] == [f"coco:val2017:{i}" for i in sorted(coco.imgs)]
-    disagreeing_boxes = disagreeing_areas = 0
+    boxes_unlike_masks = disagreeing_areas = box_only = 0
     for row in rows:
         image_id = int(row["id"].rsplit(":", 1)[1])
         anns = sorted(coco.imgToAnns[image_id], key=lambda a: a["id"])
@@ -36,21 +36,41 @@ def test_rows_match_pycocotools_and_ignore_stored_area_and_bbox(coco_sample):
         )
         for region, ann in zip(row["regions"], anns, strict=True):
             expected = coco.annToMask(ann)
-            np.testing.assert_array_equal(decode_rle(region["mask"]), expected)
-            ys, xs = np.nonzero(expected)
-            assert region["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            if region["mask"] is None:  # a tiny object: pycocotools draws no pixel of it
+                assert expected.sum() == 0
+                box_only += 1
+            else:
+                np.testing.assert_array_equal(decode_rle(region["mask"]), expected)
+                boxes_unlike_masks += region["bbox"] != mask_box(expected)
+            image = coco.imgs[image_id]
+            assert region["bbox"] == annotated_box(ann, image["width"], image["height"])
             assert region["category"] == coco.cats[ann["category_id"]]["name"]
             assert region["attributes"] == (["crowd"] if ann["iscrowd"] else [])
-            stored = ann["bbox"]
-            disagreeing_boxes += region["bbox"] != [
-                stored[0],
-                stored[1],
-                stored[0] + stored[2],
-                stored[1] + stored[3],
-            ]
-            disagreeing_areas += rle_area(region["mask"]) != ann["area"]
+            disagreeing_areas += region["mask"] is None or rle_area(region["mask"]) != ann["area"]
     # the fixture carries the real files' quirk: stored values disagree with the masks
-    assert disagreeing_boxes > 0 and disagreeing_areas > 0
+    assert boxes_unlike_masks > 0 and disagreeing_areas > 0 and box_only > 0
+
+
+def test_sliver_parts_and_tiny_objects_keep_their_object_and_are_counted(coco_sample):
+    data = json.loads(coco_sample.annotations.read_text())
+    polygons = [a["segmentation"] for a in data["annotations"] if not a["iscrowd"]]
+    slivers = sum(len(part) < 6 for parts in polygons if isinstance(parts, list) for part in parts)
+    specks = [a for a in data["annotations"] if a["category_id"] == 37 and a["area"] < 1]
+    assert slivers > 0 and specks
+    quarantined, stats = build_through_shards(
+        CocoBuilder(coco_sample.annotations, coco_sample.images)
+    )
+    assert quarantined == []
+    assert stats["out_annotation"] == len(data["annotations"])
+    assert stats["adj_polygon_part_dropped"] == slivers
+    assert stats["adj_mask_covers_no_pixel"] == len(specks)
+    rows, _ = build_all(CocoBuilder(coco_sample.annotations, coco_sample.images))
+    regions = {r["id"]: r for row in rows for r in row["regions"]}
+    for speck in specks:
+        region = regions[str(speck["id"])]
+        assert region["mask"] is None
+        x, y, w, h = speck["bbox"]
+        assert region["bbox"] == [x, y, x + w, y + h]
 
 
 def test_non_contiguous_category_ids_keep_their_names(coco_sample):
@@ -74,13 +94,14 @@ def test_every_bad_record_is_quarantined_with_its_reason(coco_sample):
         "image 9003": "image_size_mismatch",
         "image 9004": "malformed_image",
         "annotation 9101": "unknown_category",
-        "annotation 9102": "degenerate_polygon",
-        "annotation 9103": "degenerate_polygon",
+        "annotation 9102": "malformed_bbox",
+        "annotation 9103": "malformed_polygon",
         "annotation 9104": "bbox_outside_image",
         "annotation 9105": "empty_mask",
         "annotation 9106": "bad_segmentation",
         "annotation 9107": "unknown_image",
         "annotation 9108": "malformed_annotation",
+        "annotation 9111": "bbox_mask_mismatch",
     }
     assert {key: by_key[key].code for key in expected} == expected
     assert len(quarantined) == len(expected)  # 9109/9110 travel with their images

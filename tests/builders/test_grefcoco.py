@@ -20,7 +20,7 @@ from regionkit.builders.samples.grefcoco import (
 from regionkit.catalog.masks import decode_rle
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards, cli_build
+from .harness import annotated_box, build_all, build_through_shards, cli_build
 
 
 @pytest.fixture
@@ -28,9 +28,13 @@ def grefcoco(tmp_path: Path) -> GRefCocoSample:
     return write_grefcoco_sample(tmp_path / "data", num_images=8, seed=2)
 
 
-def _targets(ref: dict) -> list[int]:
+def _targets(ref: dict, coco: COCO) -> list[int]:
+    """The benchmark's ground truth of a ref, as ReLA's `load_grefcoco_json` reads it: `_toList`
+    on `ann_id`, `[-1]` for none, and `iscrowd` annotations skipped."""
     ids = ref["ann_id"] if isinstance(ref["ann_id"], list) else [ref["ann_id"]]
-    return [] if ids == [-1] else sorted(set(ids))
+    if ids == [-1]:
+        return []
+    return sorted({a for a in ids if not coco.anns[a]["iscrowd"]})
 
 
 def _rows_by_key(grefcoco: GRefCocoSample) -> dict[tuple[str, int], dict]:
@@ -53,37 +57,39 @@ def test_rows_ground_every_target_with_masks_from_instances(grefcoco):
         assert row["image_keys"] == [f"coco:{key[1]}"]
         image = coco.imgs[key[1]]
         assert row["image"]["path"] == str(grefcoco.images.resolve() / image["file_name"])
-        ann_ids = sorted({a for ref in row_refs for a in _targets(ref)})
+        ann_ids = sorted({a for ref in row_refs for a in _targets(ref, coco)})
         assert [region["id"] for region in row["regions"]] == [str(a) for a in ann_ids]
         for region, ann_id in zip(row["regions"], ann_ids, strict=True):
             ann = coco.anns[ann_id]
             np.testing.assert_array_equal(decode_rle(region["mask"]), coco.annToMask(ann))
+            assert region["bbox"] == annotated_box(ann, image["width"], image["height"])
             assert region["category"] == coco.cats[ann["category_id"]]["name"]
         assert [(g["text"], g["regions"]) for g in row["groundings"]] == [
-            (s["sent"], [ann_ids.index(a) for a in _targets(ref)])
+            (s["sent"], [ann_ids.index(a) for a in _targets(ref, coco)])
             for ref in row_refs
             for s in ref["sentences"]
         ]
     assert {row["split"] for row in rows.values()} == {"train", "val", "testA", "testB"}
 
 
-def test_a_multi_target_ref_keeps_its_crowd_annotation_as_a_region(grefcoco):
+def test_a_crowd_target_is_left_out_as_the_benchmark_leaves_it_out(grefcoco):
     refs = json.loads(grefcoco.grefs.read_text())
     crowd_ids = {
         a["id"] for a in json.loads(grefcoco.instances.read_text())["annotations"] if a["iscrowd"]
     }
-    ref = next(r for r in refs if isinstance(r["ann_id"], list) and set(r["ann_id"]) & crowd_ids)
-    assert len(ref["ann_id"]) == 2
-    row = _rows_by_key(grefcoco)[(ref["split"], ref["image_id"])]
-    ids = [region["id"] for region in row["regions"]]
-    indices = sorted(ids.index(str(a)) for a in ref["ann_id"])
-    assert [
-        g["regions"] for g in row["groundings"] if g["text"] == ref["sentences"][0]["sent"]
-    ] == [indices]
-    crowd = row["regions"][ids.index(str(next(iter(set(ref["ann_id"]) & crowd_ids))))]
-    assert crowd["attributes"] == ["crowd"] and crowd["mask"] is not None
-    others = [row["regions"][i] for i in indices if row["regions"][i] is not crowd]
-    assert [r["attributes"] for r in others] == [[]]
+    with_crowd = [r for r in refs if isinstance(r["ann_id"], list) and set(r["ann_id"]) & crowd_ids]
+    assert with_crowd and all(len(r["ann_id"]) == 2 for r in with_crowd)
+    rows = _rows_by_key(grefcoco)
+    for ref in with_crowd:
+        row = rows[(ref["split"], ref["image_id"])]
+        ids = [region["id"] for region in row["regions"]]
+        (kept,) = set(ref["ann_id"]) - crowd_ids
+        assert [
+            g["regions"] for g in row["groundings"] if g["text"] == ref["sentences"][0]["sent"]
+        ] == [[ids.index(str(kept))]]
+        assert not set(ids) & {str(a) for a in crowd_ids}
+    _, stats = build_through_shards(GRefCocoBuilder(grefcoco.root, grefcoco.images))
+    assert stats["adj_crowd_target_left_out"] == len(with_crowd)
 
 
 def test_a_no_target_ref_grounds_its_sentences_to_no_region(grefcoco):
@@ -119,7 +125,8 @@ def test_file_name_suffix_is_ignored_and_image_id_names_the_image(grefcoco):
 
 def test_unused_annotations_are_not_regions(grefcoco):
     refs = json.loads(grefcoco.grefs.read_text())
-    used = {a for ref in refs for a in _targets(ref)}
+    coco = COCO(str(grefcoco.instances))
+    used = {a for ref in refs for a in _targets(ref, coco)}
     annotations = json.loads(grefcoco.instances.read_text())["annotations"]
     assert {a["id"] for a in annotations} - used
     rows = _rows_by_key(grefcoco)
@@ -150,6 +157,7 @@ EXPECTED_REJECTIONS = [
     ("ref 90013", "unknown_image", "index"),
     ("ref 90014 sentence 90100", "empty_sentence", "index"),
     ("ref 90014", "no_sentences", "index"),
+    ("ref 90015", "crowd_only_targets", "index"),
 ]
 
 
@@ -210,7 +218,8 @@ def test_cli_builds_a_dataset_that_loads(ray_cluster, grefcoco, tmp_path, capsys
     rows = [row for split in ds.values() for row in split]
     groundings = [g["regions"] for row in rows for g in row["groundings"]]
     assert [] in groundings and any(len(g) == 2 for g in groundings)
-    assert any(r["attributes"] == ["crowd"] for row in rows for r in row["regions"])
+    assert not any("crowd" in r["attributes"] for row in rows for r in row["regions"])
+    assert "crowd_target_left_out" in printed
 
 
 def test_cli_help_names_the_expected_files(capsys):

@@ -24,7 +24,7 @@ from regionkit.builders.samples.muse import MuseSample, add_bad_muse_records, wr
 from regionkit.catalog.masks import decode_rle
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards, cli_build
+from .harness import annotated_box, build_all, build_through_shards, cli_build, mask_box
 
 
 @pytest.fixture
@@ -82,13 +82,26 @@ def test_rows_match_the_records_and_pycocotools(muse_sample):
                 assert region["category"] == instance["category_name"]
                 mask = _pycocotools_mask(instance["segmentation"], h, w)
                 np.testing.assert_array_equal(decode_rle(region["mask"]), mask)
-                ys, xs = np.nonzero(mask)
-                assert region["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-                x, y, bw, bh = instance["bbox"]
-                disagreeing_boxes += region["bbox"] != [x, y, x + bw, y + bh]
-        # the stored bbox is the polygon's extent, not the mask's box; it is not used
+                assert region["bbox"] == annotated_box(instance, w, h)
+                disagreeing_boxes += region["bbox"] != mask_box(mask)
+        # the stored bbox is the polygon's extent, not the mask's box; the region keeps it
         assert disagreeing_boxes > 0
     assert {row["task"] for row in rows.values()} == {"reason_seg"}
+
+
+def test_leftover_polygon_parts_are_dropped_from_kept_instances_and_counted(muse_sample):
+    built, _ = build_all(MuseBuilder(muse_sample.root, muse_sample.images, ["train"]))
+    held = {r["id"] for row in built for r in row["regions"]}
+    records = json.loads(muse_sample.files["train"].read_text())
+    slivers = {
+        str(instance["id"]): sum(len(part) < 6 for part in instance["segmentation"])
+        for record in records
+        for instance in record.get("ann_list") or []
+        if isinstance(instance.get("segmentation"), list) and "id" in instance
+    }
+    expected = sum(n for region_id, n in slivers.items() if region_id in held)
+    _, stats = build_through_shards(MuseBuilder(muse_sample.root, muse_sample.images, ["train"]))
+    assert expected > 0 and stats["adj_polygon_part_dropped"] == expected
 
 
 def test_text_answers_get_seg_markup_in_answer_order(muse_sample):
@@ -246,7 +259,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(muse_sample):
         "record 9007 question 0": "seg_count_mismatch",
         "record 9008 questions": "length_mismatch",
         "record 9009 instance 90090": "empty_mask",
-        "record 9009 instance 90091": "degenerate_polygon",
+        "record 9009 instance 90091": "malformed_polygon",
         "record 9009 instance 90092": "bad_segmentation",
         "record 9009 instance 90094": "bad_segmentation",
         "record 9009 instance 90093": "malformed_instance",
@@ -255,6 +268,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(muse_sample):
         "record 9009 question 2": "instance_quarantined",
         "record 9009 question 3": "instance_quarantined",
         "record 9009 question 4": "instance_quarantined",
+        "record 9009 question 5": "seg_target_without_mask",
         "record 9010 question 0": "malformed_question",
         "record 9010 question 1": "malformed_question",
         "record 9011 question 0": "empty_answer",
@@ -272,7 +286,7 @@ def test_every_bad_record_is_quarantined_with_its_reason(muse_sample):
     assert by_key["record 9004"].units == {"image": 1, "question": 1, "instance": 1}
     assert by_key["record 9004"].record["id"] == 9004  # the whole record, nothing lost
     assert by_key["record 9009 question 2"].record["answer"][1]["id"] == 90070
-    assert "90091 (ann_list[1]), quarantined as degenerate_polygon" in (
+    assert "90091 (ann_list[1]), quarantined as malformed_polygon" in (
         by_key["record 9009 question 2"].reason
     )
     assert "'<seg0>'" in by_key["record 9011 question 1"].reason
@@ -286,7 +300,12 @@ def test_every_bad_record_is_quarantined_with_its_reason(muse_sample):
     for unit, total in totals.items():
         assert stats[f"in_{unit}"] == total
         assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == total
-    assert (stats["q_image"], stats["q_question"], stats["q_instance"]) == (6, 16, 11)
+    assert (stats["q_image"], stats["q_question"], stats["q_instance"]) == (6, 17, 11)
+    tiny = next(r for r in rows["muse:train:9009"]["regions"] if r["id"] == "90095")
+    assert tiny["mask"] is None and tiny["bbox"] == [20.0, 20.0, 20.3, 20.3]
+    assert "90095 (ann_list[5]), whose mask covers no pixel" in (
+        by_key["record 9009 question 5"].reason
+    )
 
 
 def test_capitalised_file_names_are_accepted_but_not_both_spellings(tmp_path):
@@ -304,7 +323,9 @@ def test_splits_select_files_and_missing_files_are_named(muse_sample, tmp_path):
     assert builder.source_files() == [muse_sample.files["val"].resolve()]
     assert list(builder.index().items) == ["val"]
     with pytest.raises(
-        BuilderInputError, match=r"muse_test_less\.json: file not found.*MUSE_test_less\.json"
+        BuilderInputError,
+        match=r"split 'test_less' .* no file \(muse_test_less\.json or MUSE_test_less\.json\)"
+        r".*the splits there are: train, val",
     ):
         MuseBuilder(muse_sample.root, muse_sample.images, ["test_less"]).index()
     with pytest.raises(BuilderInputError, match=r"no MUSE file found.*muse_train\.json"):

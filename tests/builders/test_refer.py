@@ -30,7 +30,7 @@ from regionkit.builders.samples.refer import (
 from regionkit.catalog.masks import decode_rle
 from regionkit.cli import main
 
-from .harness import build_all, build_through_shards, cli_build
+from .harness import annotated_box, build_all, build_through_shards, cli_build, mask_box
 
 
 @pytest.fixture
@@ -66,8 +66,23 @@ def _expected_rows(sample: ReferSample) -> dict[tuple[str, int], list[dict]]:
     return grouped
 
 
-def _check_rows_against_pycocotools(sample: ReferSample, rows: list[dict], source: str) -> int:
-    """Check every row against pycocotools; returns how many stored boxes disagree with masks."""
+def _refer_mask(ann: dict, image: dict) -> np.ndarray:
+    """lichengunc/refer `REFER.getMask`: polygons through `frPyObjects`, anything else (RefCLEF's
+    list of RLE dicts) decoded as it is; the parts axis summed, as a 0/1 mask."""
+    segmentation = ann["segmentation"]
+    if isinstance(segmentation, dict):  # a converted copy's lone dict, which getMask cannot index
+        segmentation = [segmentation]
+    if type(segmentation[0]) is list:  # polygon, refer's own test
+        rle = mask_api.frPyObjects(segmentation, image["height"], image["width"])
+    else:
+        rle = segmentation
+    decoded = mask_api.decode(rle)
+    return (np.sum(decoded, axis=2) > 0).astype(np.uint8)
+
+
+def _check_rows_against_refer(sample: ReferSample, rows: list[dict], source: str) -> int:
+    """Check every row against refer's own reading (getRefBox, getMask); returns how many stored
+    boxes differ from their masks' tight boxes."""
     coco = COCO(str(sample.instances))
     disagreeing = 0
     expected = _expected_rows(sample)
@@ -83,13 +98,11 @@ def _check_rows_against_pycocotools(sample: ReferSample, rows: list[dict], sourc
         assert [region["id"] for region in row["regions"]] == [str(a) for a in ann_ids]
         for region, ann_id in zip(row["regions"], ann_ids, strict=True):
             ann = coco.anns[ann_id]
-            mask = coco.annToMask(ann)
+            mask = _refer_mask(ann, image)
             np.testing.assert_array_equal(decode_rle(region["mask"]), mask)
-            ys, xs = np.nonzero(mask)
-            assert region["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert region["bbox"] == annotated_box(ann, image["width"], image["height"])
             assert region["category"] == coco.cats[ann["category_id"]]["name"]
-            x, y, w, h = ann["bbox"]
-            disagreeing += region["bbox"] != [x, y, x + w, y + h]
+            disagreeing += region["bbox"] != mask_box(mask)
         assert [(g["text"], g["regions"]) for g in row["groundings"]] == [
             (s["sent"], [ann_ids.index(ref["ann_id"])]) for ref in refs for s in ref["sentences"]
         ]
@@ -99,8 +112,8 @@ def _check_rows_against_pycocotools(sample: ReferSample, rows: list[dict], sourc
 def test_refcoco_rows_join_refs_to_instances_masks(refcoco):
     rows, rejected = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
     assert rejected == []
-    # the box is the mask's: the stored polygon-extent bbox disagrees, as in the real files
-    assert _check_rows_against_pycocotools(refcoco, rows, "refcoco-unc") > 0
+    # the box is the stored one (getRefBox); the real files' polygon extents differ from masks
+    assert _check_rows_against_refer(refcoco, rows, "refcoco-unc") > 0
     assert {row["split"] for row in rows} == {"train", "val", "testA", "testB"}
     for row in rows:
         assert row["image_keys"] == [f"coco:{row['id'].rsplit(':', 1)[1]}"]
@@ -108,22 +121,45 @@ def test_refcoco_rows_join_refs_to_instances_masks(refcoco):
         assert row["source"] == "refcoco-unc" and row["task"] == "regions"
 
 
-def test_refclef_rle_masks_compressed_and_uncompressed(refclef):
+def test_sliver_parts_leave_their_object_in_place_and_are_counted(refcoco):
+    instances = json.loads(refcoco.instances.read_text())
+    referred = {r["ann_id"] for r in load_plain_pickle(refcoco.refs)}
+    slivers = sum(
+        len(part) < 6
+        for ann in instances["annotations"]
+        if ann["id"] in referred
+        for part in ann["segmentation"]
+    )
+    assert slivers > 0
+    # one shard per item: a region shared by rows is counted in each row that holds it
+    quarantined, stats = build_through_shards(
+        RefCocoBuilder(refcoco.root, refcoco.images), items_per_shard=1
+    )
+    rows, _ = build_all(RefCocoBuilder(refcoco.root, refcoco.images))
+    held = Counter(region["id"] for row in rows for region in row["regions"])
+    expected = sum(
+        held[str(ann["id"])] * sum(len(part) < 6 for part in ann["segmentation"])
+        for ann in instances["annotations"]
+    )
+    assert quarantined == []
+    assert stats["adj_polygon_part_dropped"] == expected >= slivers
+
+
+def test_refclef_lists_of_rle_dicts_read_as_refer_reads_them(refclef):
     rows, rejected = build_all(RefClefBuilder(refclef.root, refclef.images))
     assert rejected == []
-    _check_rows_against_pycocotools(refclef, rows, "refclef-unc")
+    _check_rows_against_refer(refclef, rows, "refclef-unc")
     instances = json.loads(refclef.instances.read_text())
     used = {int(region["id"]) for row in rows for region in row["regions"]}
     kinds = Counter(
-        type(a["segmentation"]["counts"]).__name__
-        for a in instances["annotations"]
-        if a["id"] in used
+        type(a["segmentation"]).__name__ for a in instances["annotations"] if a["id"] in used
     )
-    assert kinds["str"] > 0 and kinds["list"] > 0  # both RLE forms were read
+    assert kinds["list"] > 0 and kinds["dict"] > 0  # refer's list of dicts, and a lone dict
     for row in rows:
         image_id = row["id"].rsplit(":", 1)[1]
         assert row["image_keys"] == [f"saiapr:{image_id}"]
-        assert row["image"]["path"].endswith(f"/images/{image_id}.jpg")  # SAIAPR's nested folders
+        # refer's subset unpacks to bare <id>.jpg files (CRIS matches names like 19579.jpg)
+        assert row["image"]["path"] == str(refclef.images.resolve() / f"{image_id}.jpg")
 
 
 def test_ref_file_name_suffix_names_no_file_and_is_ignored(refcoco):
@@ -264,7 +300,7 @@ EXPECTED_REJECTIONS = [
 
 @pytest.mark.parametrize(
     "dataset, segmentation_code",
-    [("refcoco", "degenerate_polygon"), ("refclef", "bad_segmentation")],
+    [("refcoco", "malformed_polygon"), ("refclef", "bad_segmentation")],
 )
 def test_every_bad_record_is_quarantined_and_counts_balance(tmp_path, dataset, segmentation_code):
     sample = write_refer_sample(tmp_path / "data", dataset=dataset, num_images=6, draw=False)
@@ -352,16 +388,6 @@ def test_cli_help_names_the_expected_files_and_split_schemes(capsys):
     printed = capsys.readouterr().out
     assert "instances.json" in printed and "refs({split_by}).p" in printed
     assert "--split-by {umd,google}" in printed and "refcocog-<split_by>" in printed
-
-
-def test_uncompressed_rle_reads_like_pycocotools(refclef):
-    instances = json.loads(refclef.instances.read_text())
-    ann = next(a for a in instances["annotations"] if isinstance(a["segmentation"]["counts"], list))
-    rows, _ = build_all(RefClefBuilder(refclef.root, refclef.images))
-    region = next(r for row in rows for r in row["regions"] if r["id"] == str(ann["id"]))
-    h, w = ann["segmentation"]["size"]
-    reference = mask_api.decode(mask_api.frPyObjects(ann["segmentation"], h, w))
-    np.testing.assert_array_equal(decode_rle(region["mask"]), reference)
 
 
 def test_flat_images_are_encoded_once_per_size_and_linked(tmp_path):

@@ -162,7 +162,9 @@ def test_splits_default_to_the_files_present_and_can_be_chosen(vcr_sample):
     builder = VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"])
     assert list(builder.index().items) == ["val"]
     assert builder.source_files() == [vcr_sample.root.resolve() / "val.jsonl"]
-    with pytest.raises(BuilderInputError, match=r"test\.jsonl: file not found.*'vcr'"):
+    with pytest.raises(
+        BuilderInputError, match=r"split 'test' .* no file \(test\.jsonl\).*are: train, val$"
+    ):
         VcrBuilder(vcr_sample.root, vcr_sample.images, ["test"]).index()
 
 
@@ -214,9 +216,8 @@ def test_every_bad_record_is_quarantined_with_its_reason(vcr_sample):
         "question val-912": "path_escape",
         "question val-913": "image_size_mismatch",
         "question val-0": "duplicate_question",
-        "question val-914": "empty_mask",
-        "question val-915 object 3": "empty_mask",
-        "question val-915 object 5": "bad_box",
+        "question val-914": "bad_box",
+        "question val-915 object 3": "bad_box",
         "question val-916": "malformed_question",
         "question train-901": "malformed_question",
     }
@@ -227,7 +228,8 @@ def test_every_bad_record_is_quarantined_with_its_reason(vcr_sample):
         assert stats[f"in_{unit}"] == total[unit]
         assert stats[f"out_{unit}"] + stats[f"q_{unit}"] == total[unit]
     assert stats["q_question"] == added["question"] - 1  # val-915 keeps its row
-    assert stats["q_object"] == added["object"] - 4  # ... and four of its six objects
+    assert stats["q_object"] == added["object"] - 5  # ... and five of its six objects
+    assert stats["adj_mask_covers_no_pixel"] == 1 and stats["adj_polygon_part_dropped"] == 1
 
     cut = by_key["line 5"]
     assert cut.stage == "index" and cut.reason.startswith("val.jsonl: line 5: not valid JSON")
@@ -249,8 +251,8 @@ def test_every_bad_record_is_quarantined_with_its_reason(vcr_sample):
     assert by_key["question val-913"].stage == "build"
     assert "object 3" in by_key["question val-914"].reason
     assert by_key["question val-914"].units == {"question": 1, "object": 6}
-    assert by_key["question val-915 object 3"].record["segm"] == [[[12, 12]] * 3]
-    assert by_key["question val-915 object 5"].units == {"object": 1}
+    assert by_key["question val-915 object 3"].record["box"] == [50.0, 20.0, 40.0, 60.0, 0.91]
+    assert by_key["question val-915 object 3"].units == {"object": 1}
     assert "only the test split" in by_key["question train-901"].reason
 
 
@@ -258,8 +260,9 @@ def test_regions_after_a_quarantined_object_move_up_in_the_markup(vcr_sample):
     add_bad_vcr_records(vcr_sample)
     rows = _rows_by_id(VcrBuilder(vcr_sample.root, vcr_sample.images, ["val"]))
     row = rows["vcr:val:val-915"]
-    assert [r["id"] for r in row["regions"]] == ["0", "1", "2", "4"]
-    chair = row["regions"][3]
+    assert [r["id"] for r in row["regions"]] == ["0", "1", "2", "4", "5"]
+    chair, cup = row["regions"][3:]
+    assert cup["mask"] is None and cup["bbox"] == [10.0, 10.0, 30.0, 30.0]  # no pixel: box only
     assert chair["category"] == "chair" and chair["bbox"] == [60.0, 20.0, 120.0, 80.0]
     # the 2-point contour beside the chair's polygon has no area and is left out
     square = _polygon_mask([[[65, 25], [115, 25], [115, 75], [65, 75]]], 100, 200)
@@ -311,8 +314,11 @@ def test_cli_builds_a_dataset_that_loads_back(ray_cluster, vcr_sample, tmp_path,
         f"{added['question'] - 1} quarantined" in printed
     )
     assert (
-        f"objects: {objects + added['object']} in = {objects + 4} out + "
-        f"{added['object'] - 4} quarantined" in printed
+        f"objects: {objects + added['object']} in = {objects + 5} out + "
+        f"{added['object'] - 5} quarantined" in printed
+    )
+    assert "kept with a change:\n    1 x mask_covers_no_pixel\n    1 x polygon_part_dropped" in (
+        printed
     )
     assert "quarantined 2 x build/path_escape" in printed
     ds = load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))

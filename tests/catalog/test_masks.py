@@ -11,16 +11,16 @@ from pycocotools.coco import COCO
 
 from regionkit.catalog.masks import (
     MaskError,
+    MaskReading,
     boxes_to_rle,
     compressed_counts,
     decode_rle,
     encode_mask,
     flatten_polygon,
-    polygons_to_rle,
+    read_segmentation,
     rle_area,
     rle_from_dict,
     rle_to_bbox,
-    segmentation_to_rle,
 )
 
 
@@ -39,15 +39,29 @@ def test_every_fixture_annotation_matches_ann_to_mask(coco_sample):
             if isinstance(segmentation, dict)
             else "polygon"
         )
-        rle = segmentation_to_rle(segmentation, image["height"], image["width"])
-        assert isinstance(rle["counts"], str)
-        np.testing.assert_array_equal(decode_rle(rle), coco.annToMask(ann))
-    assert kinds == {"multi_polygon", "crowd_rle", "compressed_rle", "polygon"}
+        reading = read_segmentation(segmentation, image["height"], image["width"])
+        if isinstance(segmentation, list) and any(len(part) < 6 for part in segmentation):
+            kinds.add("sliver_part")
+            assert reading.dropped_parts == 1
+        if reading.rle is None:
+            kinds.add("no_pixel")
+            assert coco.annToMask(ann).sum() == 0
+            continue
+        assert isinstance(reading.rle["counts"], str)
+        np.testing.assert_array_equal(decode_rle(reading.rle), coco.annToMask(ann))
+    assert kinds == {
+        "multi_polygon",
+        "crowd_rle",
+        "compressed_rle",
+        "polygon",
+        "sliver_part",
+        "no_pixel",
+    }
 
 
 def test_worked_example_from_the_cocoapi_semantics():
     # rows 1-2, columns 1-3 of a 4x5 image: the polygon's vertices are continuous coordinates
-    rle = polygons_to_rle([[1, 1, 4, 1, 4, 3, 1, 3]], 4, 5)
+    rle = read_segmentation([[1, 1, 4, 1, 4, 3, 1, 3]], 4, 5).rle
     expected = np.zeros((4, 5), dtype=np.uint8)
     expected[1:3, 1:4] = 1
     np.testing.assert_array_equal(decode_rle(rle), expected)
@@ -75,8 +89,8 @@ def test_uncompressed_rle_is_column_major_and_starts_with_zeros():
 
 def test_nested_point_pairs_are_flattened():
     assert flatten_polygon([[1, 2], [3, 4], [5, 6]]).tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    nested = segmentation_to_rle([[[1, 1], [4, 1], [4, 3], [1, 3]]], 4, 5)
-    assert nested == polygons_to_rle([[1, 1, 4, 1, 4, 3, 1, 3]], 4, 5)
+    nested = read_segmentation([[[1, 1], [4, 1], [4, 3], [1, 3]]], 4, 5)
+    assert nested == read_segmentation([[1, 1, 4, 1, 4, 3, 1, 3]], 4, 5)
 
 
 def test_boxes_become_one_mask_of_their_union():
@@ -95,11 +109,9 @@ def test_empty_mask_has_no_box():
 @pytest.mark.parametrize(
     ("segmentation", "message"),
     [
-        ([[1.0, 1.0, 2.0, 2.0]], "has 4 numbers"),  # pycocotools would read this as a box
         ([1.0, 1.0, 5.0, 1.0, 5.0, 5.0], "flat list"),  # pycocotools raises TypeError
-        ([[1.0, 1.0, 5.0, 1.0, 5.0]], "has 5 numbers"),
         ([[1.0, 1.0, 5.0, float("nan"), 5.0, 5.0]], "non-finite"),
-        ([], "empty"),
+        ([{"counts": [9], "size": [3, 3]}, [1.0, 1.0, 2.0, 1.0, 2.0, 2.0]], "mixes RLE dicts"),
         ({"counts": [3, 3], "size": [3, 3]}, "counts sum to 6, not h"),
         ({"counts": [9], "size": [4, 3]}, "does not match"),
         ({"counts": [-1, 10], "size": [3, 3]}, "negative run"),
@@ -117,7 +129,7 @@ def test_empty_mask_has_no_box():
 )
 def test_malformed_segmentations_raise_a_clear_error(segmentation, message):
     with pytest.raises(MaskError, match=message):
-        segmentation_to_rle(segmentation, 3, 3)
+        read_segmentation(segmentation, 3, 3)
 
 
 def test_compressed_counts_are_the_run_lengths_pycocotools_encoded():
@@ -135,3 +147,50 @@ def test_compressed_counts_are_the_run_lengths_pycocotools_encoded():
             runs = [0, *runs]  # counts always start with a (possibly empty) run of zeros
         encoded = mask_api.encode(np.asfortranarray(mask))["counts"]
         assert compressed_counts(encoded) == runs
+
+
+def test_parts_of_fewer_than_three_points_are_dropped_and_counted():
+    # the issue's example: pycocotools merges both parts, the 2-point one adding nothing
+    segmentation = [[10, 5, 20, 5, 20, 15, 10, 15], [30, 20, 30.5, 20.5]]
+    reading = read_segmentation(segmentation, 40, 50)
+    reference = mask_api.merge(mask_api.frPyObjects(segmentation, 40, 50))
+    assert mask_api.area(reference) == 100
+    np.testing.assert_array_equal(decode_rle(reading.rle), mask_api.decode(reference))
+    assert reading.dropped_parts == 1
+    odd = read_segmentation([[30, 20, 35, 20, 35], [10, 5, 20, 5, 20, 15, 10, 15]], 40, 50)
+    assert (odd.rle, odd.dropped_parts) == (reading.rle, 1)
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "dropped"),
+    [
+        ([[1.0, 1.0, 2.0, 2.0]], 1),  # 4 numbers: pycocotools would read this as a box
+        ([[1.0, 1.0, 5.0, 1.0, 5.0], [2.0, 2.0]], 2),
+        ([[5.0, 5.0, 5.0, 5.0, 5.0, 5.0]], 0),  # 3 points on one spot: no area
+        ([], 0),
+        ({"counts": [9], "size": [3, 3]}, 0),  # an RLE of zeros
+    ],
+)
+def test_segmentations_that_cover_no_pixel_give_no_mask(segmentation, dropped):
+    assert read_segmentation(segmentation, 3, 3) == MaskReading(None, dropped)
+
+
+def _refer_get_mask(segmentation, height, width):
+    """lichengunc/refer `REFER.getMask` for RLE: decode the list (H x W x N) and sum over N."""
+    return (np.sum(mask_api.decode(segmentation), axis=2) > 0).astype(np.uint8)
+
+
+def test_refclef_lists_of_rle_dicts_are_the_union_refer_decodes():
+    first = np.zeros((6, 7), dtype=np.uint8)
+    first[1:3, 1:4] = 1
+    second = np.zeros((6, 7), dtype=np.uint8)
+    second[2:5, 3:6] = 1
+    dicts = [
+        {"size": [6, 7], "counts": mask_api.encode(np.asfortranarray(m))["counts"].decode()}
+        for m in (first, second)
+    ]
+    for segmentation in (dicts[:1], dicts):
+        reading = read_segmentation(segmentation, 6, 7)
+        np.testing.assert_array_equal(decode_rle(reading.rle), _refer_get_mask(segmentation, 6, 7))
+    assert read_segmentation(dicts[0], 6, 7) == read_segmentation(dicts[:1], 6, 7)
+    assert rle_area(read_segmentation(dicts, 6, 7).rle) == 6 + 9 - 1

@@ -3,7 +3,9 @@
 The COCO writer produces `annotations/instances_<split>.json` plus JPEG images, with the quirks
 of the real files: non-contiguous category ids, multi-part polygons, crowd instances as
 uncompressed RLE, a compressed-RLE instance (as converted files carry), stored `area` and
-`bbox` that disagree with the rasterised mask, and `info: null`. Shapes are drawn into the
+`bbox` that disagree with the rasterised mask, `info: null`, polygon parts of 2 points beside
+real ones (cocoapi's `annToRLE` merges them; they add no pixel), and tiny objects whose polygon
+rasterises to no pixel while their stored box is real. Shapes are drawn into the
 images, so previews show masks over the things they outline.
 """
 
@@ -22,6 +24,8 @@ from pycocotools import mask as mask_api
 from regionkit.builders.samples.shapes import (
     extent_xywh,
     shoelace_area,
+    sliver_part,
+    speck_polygon,
     star_polygon,
     uncompressed_rle,
 )
@@ -92,6 +96,8 @@ def write_coco_sample(
                 parts.append(
                     star_polygon(rng, width - cx, height - cy, radius * 0.5, polygon_points)
                 )
+            if k == 1 and n % 2 == 1:  # a leftover 2-point part, inside the stored extent
+                parts.append(sliver_part(cx + radius * 0.4, cy))
             if pen is not None:
                 for part in parts:
                     pen.polygon(part, fill=palette[k % len(palette)])
@@ -139,6 +145,20 @@ def write_coco_sample(
                     "image_id": image_id,
                     "bbox": [width - width // 5, 0, width // 5, height // 6],
                     "category_id": 62,
+                    "id": ann_id,
+                }
+            )
+            ann_id += 1
+        if n % 4 == 2:  # a tiny object: no pixel of its polygon, a box all the same
+            speck = speck_polygon(width // 3, height // 3)
+            annotations.append(
+                {
+                    "segmentation": [speck],
+                    "area": round(shoelace_area(speck), 4),
+                    "iscrowd": 0,
+                    "image_id": image_id,
+                    "bbox": extent_xywh([speck]),
+                    "category_id": 37,
                     "id": ann_id,
                 }
             )
@@ -191,6 +211,9 @@ def add_bad_coco_records(sample: CocoSample) -> dict[str, int]:
         }
         return {**base, **fields}
 
+    def no_box(ann_id: int, **fields: Any) -> dict[str, Any]:
+        return {k: v for k, v in ann(ann_id, **fields).items() if k != "bbox"}
+
     Image.new("RGB", (width + 10, height), (0, 0, 0)).save(sample.images / "resized.jpg")
     bad_images = [
         {"file_name": "missing.jpg", "height": height, "width": width, "id": 9001},
@@ -200,15 +223,16 @@ def add_bad_coco_records(sample: CocoSample) -> dict[str, int]:
     ]
     bad_annotations = [
         ann(9101, category_id=77),  # unknown category
-        ann(9102, segmentation=[[1.0, 1.0, 2.0, 2.0]]),  # 4 numbers: pycocotools takes a box
+        ann(9102, bbox=[10.0, 10.0, 50.0]),  # a box of three numbers
         ann(9103, segmentation=[10.0, 10.0, 60.0, 10.0, 60.0, 50.0]),  # flat, unnested
         ann(9104, bbox=[width - 5.0, 10.0, 80.0, 40.0]),  # stored box far outside the image
-        ann(9105, segmentation=[[5.0, 5.0, 5.0, 5.0, 5.0, 5.0]]),  # a polygon of no area
+        no_box(9105, segmentation=[[5.0, 5.0, 5.0, 5.0, 5.0, 5.0]]),  # no pixel and no box
         ann(9106, segmentation={"counts": [5, 5], "size": [height + 1, width]}),  # wrong size
         ann(9107, image_id=123456),  # names no image
         ann(9108, category_id="1"),  # wrong type
         ann(9109, image_id=9001),  # on the missing image
         ann(9110, image_id=9002),  # on the escaping image
+        ann(9111, bbox=[120.0, 100.0, 40.0, 30.0]),  # the mask lies elsewhere: another object
     ]
     data["images"] += bad_images
     data["annotations"] += bad_annotations

@@ -3,8 +3,9 @@
 Images go in `images/train2014/COCO_train2014_*.jpg`. The quirks of the real files:
 
 - `ann_id` and `category_id` are lists: single-target refs hold one id, multi-target refs
-  several (one of them a crowd annotation with uncompressed RLE), no-target refs `[-1]` with
-  `no_target: true`; one ref holds scalars, as older copies do.
+  several (one of them a crowd annotation with uncompressed RLE, which ReLA's
+  `load_grefcoco_json` skips and `G_REFER.getMaskByRef` leaves out of the ground truth),
+  no-target refs `[-1]` with `no_target: true`; one ref holds scalars, as older copies do.
 - some `file_name` values carry an `_x` suffix; `image_id` is what names the image.
 - instances.json is COCO-2014-train style, with annotations no ref uses, stored `bbox`/`area`
   that disagree with the masks and non-contiguous category ids.
@@ -217,7 +218,12 @@ def add_bad_grefcoco_records(sample: GRefCocoSample) -> dict[str, int]:
     instances["images"].append(
         {"file_name": "missing.jpg", "height": height, "width": width, "id": 9001}
     )
-    empty = {**own[0], "id": 9101, "segmentation": [[5.0, 5.0, 5.0, 5.0, 5.0, 5.0]]}
+    no_pixel = [[5.0, 5.0, 5.0, 5.0, 5.0, 5.0]]
+    empty = {k: v for k, v in own[0].items() if k != "bbox"} | {
+        "id": 9101,
+        "segmentation": no_pixel,
+    }
+    crowd = next(a for a in own if a["iscrowd"])
     instances["annotations"] += [
         empty,
         {**own[0], "id": 9102, "image_id": 9001, "segmentation": square},
@@ -242,11 +248,12 @@ def add_bad_grefcoco_records(sample: GRefCocoSample) -> dict[str, int]:
         ref(7, ann_id=[own[0]["id"], 9103]),  # one target is on another image
         ref(8, ref_id=refs[0]["ref_id"]),  # a ref id used before
         ref(9, sentences=[*ref(9)["sentences"], no_text]),  # one sentence without text
-        ref(10, ann_id=[own[0]["id"], 9101]),  # one target's mask is empty: the whole ref goes
+        ref(10, ann_id=[own[0]["id"], 9101]),  # one target has no mask and no box: the ref goes
         ref(11, image_id=9001, ann_id=[9102]),  # missing image file
         ref(12, image_id=9001, ann_id=[-1], no_target=True),  # no target, missing image file
         ref(13, image_id=424242, ann_id=[-1], no_target=True),  # names no image
         ref(14, ann_id=-1, no_target=True, sentences=[{**no_text, "sent": "  "}]),  # blank text
+        ref(15, ann_id=[crowd["id"]]),  # only a crowd target: the benchmark has nothing to score
     ]
     refs += [*bad_refs, ["not", "a", "ref"]]
     sample.instances.write_bytes(orjson.dumps(instances))

@@ -15,7 +15,10 @@ cycle through four kinds:
 
 Every record holds a multi-target answer and an instance referenced by two questions; after
 the cycle one more record repeats the first LVIS image, as MUSE does for some images. Stored
-`bbox` and `area` are the polygon's extent and shoelace area, which disagree with the mask.
+`bbox` and `area` are the polygon's extent and shoelace area, which disagree with the mask; a
+multi-part polygon also carries a 2-point leftover part (`frPyObjects` takes it, and the sum
+over parts in PixelLM's loader adds no pixel for it). Broken records also include a tiny
+instance whose polygon covers no pixel while its box is real.
 RLE is uncompressed (`counts` a list): PixelLM reads segmentations with `frPyObjects`, which
 fails on compressed string counts, so the released files cannot hold those.
 """
@@ -34,6 +37,8 @@ from PIL import Image, ImageDraw
 from regionkit.builders.samples.shapes import (
     extent_xywh,
     shoelace_area,
+    sliver_part,
+    speck_polygon,
     star_polygon,
     uncompressed_rle,
 )
@@ -113,6 +118,8 @@ def _instance(
         cy = rng.uniform(radius, canvas.height - radius)
         polygons.append(star_polygon(rng, cx, cy, radius, 10))
     canvas.polygon(polygons, PALETTE[ann_id % len(PALETTE)])
+    if parts > 1:  # a 2-point leftover beside the real parts; PixelLM's decode merges it
+        polygons.append(sliver_part(cx, cy))
     category_id, name, rephrased_name = thing
     instance = {
         "area": round(sum(shoelace_area(p) for p in polygons), 4),
@@ -348,9 +355,11 @@ def _bad_records(images: Path, width: int, height: int) -> list[Any]:
         }
 
     good = instance(90070)
+    tiny = instance(90095, segmentation=[speck_polygon(20, 20)], bbox=[20.0, 20.0, 0.3, 0.3])
     broken = [
-        instance(90090, segmentation=[[5.0, 5.0, 5.0, 5.0, 5.0, 5.0]]),  # no area
-        instance(90091, segmentation=[[1.0, 1.0, 2.0, 2.0]]),  # 4 numbers: pycocotools' box path
+        {k: v for k, v in instance(90090).items() if k != "bbox"}
+        | {"segmentation": [[5.0, 5.0, 5.0, 5.0, 5.0, 5.0]]},  # no pixel and no box
+        instance(90091, segmentation=[10.0, 10.0, 50.0, 10.0, 50.0, 40.0]),  # flat, unnested
         instance(90092, segmentation={"counts": [5, 5], "size": [height + 1, width]}),
         instance(90094, segmentation={"counts": [5, 5], "size": [str(height), width]}),
         {k: v for k, v in instance(90093).items() if k != "category_name"},
@@ -365,16 +374,22 @@ def _bad_records(images: Path, width: int, height: int) -> list[Any]:
         record(
             9007,
             ["Two of them?", "One?"],
-            [[good, instance(90071, segmentation=[[30.0, 30.0, 50.0, 30.0, 50.0, 50.0]])], [good]],
+            [
+                [
+                    good,
+                    instance(90071, segmentation=[[30, 30, 50, 30, 50, 50]], bbox=[30, 30, 20, 20]),
+                ],
+                [good],
+            ],
             ann_list=[good],
             text_answers=["Just {seg}.", "It is {seg}."],  # 1 {seg} for 2 instances, then fine
         ),
         record(9008, ["One?", "Two?"], [[]], text_answers=["No."]),  # 2 questions, 1 answer
         record(
             9009,
-            ["Empty?", "Good?", "Box?", "Unnamed?", "Text?"],
-            [[broken[0]], [good], [broken[1], good], [broken[3]], ["a dog"]],
-            ann_list=[*broken[:3], broken[4], good],
+            ["Empty?", "Good?", "Box?", "Unnamed?", "Text?", "Tiny?"],
+            [[broken[0]], [good], [broken[1], good], [broken[3]], ["a dog"], [tiny]],
+            ann_list=[*broken[:3], broken[4], good, tiny],
         ),
         record(
             9010,

@@ -16,9 +16,15 @@ laid out as refer's `data/images/`, with the real files' quirks:
 - instances.json also holds annotations no ref refers to (refer ships every COCO annotation of
   its images); two refs of one image may refer to the same annotation; one image has refs in
   two splits; splits include `testA` and `testB` (and `testAB` for RefCLEF).
-- RefCLEF: SAIAPR TC-12 images under `saiapr_tc-12/NN/images/<id>.jpg` (the nesting is worked
-  out from refer's image folder, not seen in a real file), masks as RLE dicts with compressed
-  string counts; the first object of every odd image has uncompressed counts.
+- RefCLEF: SAIAPR TC-12 images as refer's subset unpacks them, bare `<id>.jpg` files in
+  `saiapr_tc-12/` (REFER joins `IMAGE_DIR = images/saiapr_tc-12` with `images[].file_name`;
+  CRIS.pytorch's `tools/data_process.py` matches file names like `19579.jpg`). A mask is a
+  *list* of compressed RLE dicts, `[{size, counts}]`: refer's `getMask` tests
+  `type(ann['segmentation'][0]) == list` for polygons, else decodes the segmentation and sums
+  over the parts axis, which only works on a list. The first object of every odd image is a
+  single dict, as converted copies hold.
+- Polygon parts: now and then a 2-point leftover part beside the object's real one (cocoapi's
+  `annToRLE` merges it and it adds no pixel).
 
 `draw=False` writes one JPEG per distinct image size and hard-links the rest, so a RefCOCO-scale
 sample (20,000 images, 50,000 refs, 142,000 sentences) writes in seconds.
@@ -46,8 +52,8 @@ from regionkit.builders.samples.coco import CATEGORIES as COCO_CATEGORIES
 from regionkit.builders.samples.shapes import (
     extent_xywh,
     shoelace_area,
+    sliver_part,
     star_polygon,
-    uncompressed_rle,
 )
 
 REFCLEF_CATEGORIES = [
@@ -283,17 +289,18 @@ def _image_record(
 def _image_names(dataset: str, image_id: int) -> tuple[str, str]:
     """(instances file_name, the refs' file_name stem that gets the `_N` suffix)."""
     if LAYOUTS[dataset].saiapr:
-        return f"{image_id // 1000:02d}/images/{image_id}.jpg", f"{image_id}"
+        return f"{image_id}.jpg", f"{image_id}"
     name = f"COCO_train2014_{image_id:012d}"
     return f"{name}.jpg", name
 
 
-def _rle(parts: list[list[float]], width: int, height: int, uncompressed: bool) -> dict[str, Any]:
-    """RefCLEF's mask form: an RLE dict, compressed string counts or `uncompressed` counts."""
+def _rle(
+    parts: list[list[float]], width: int, height: int, single: bool
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """RefCLEF's mask form: a list of one compressed RLE dict, or the `single` dict alone."""
     rle = mask_api.merge(mask_api.frPyObjects(parts, height, width))
-    if uncompressed:
-        return uncompressed_rle(mask_api.decode(rle))
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    compressed = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    return compressed if single else [compressed]
 
 
 def _sentence(rng: random.Random, sent_id: int, category: str) -> dict[str, Any]:
@@ -350,10 +357,10 @@ def write_refer_sample(
         num_refs = max(1, spread(refs_per_image, n))
         objects = []
         for k in range(num_refs + 1):  # one more than referred: refer ships every annotation
-            uncompressed = layout.saiapr and k == 0 and n % 2 == 1
+            single = k == 0 and n % 2 == 1
             ann, parts = _object(rng, ann_id + k, image_id, (width, height), categories)
             if layout.saiapr:
-                ann["segmentation"] = _rle(parts, width, height, uncompressed)
+                ann["segmentation"] = _rle(parts, width, height, single)
             if canvas is not None:
                 for part in parts:
                     ImageDraw.Draw(canvas).polygon(part, fill=(60 + 40 * k % 200, 90, 160))
@@ -404,6 +411,9 @@ def _object(
     parts = [star_polygon(rng, cx, cy, radius, 10)]
     if ann_id % 4 == 0:  # an occluded object seen in two parts
         parts.append(star_polygon(rng, width - cx, height - cy, radius * 0.5, 8))
+    drawn = list(parts)
+    if ann_id % 4 == 1:  # a leftover 2-point part inside the object's extent
+        parts.append(sliver_part(cx, cy))
     record = {
         "segmentation": parts,
         "area": round(sum(shoelace_area(p) for p in parts), 3),
@@ -413,7 +423,7 @@ def _object(
         "category_id": category["id"],
         "id": ann_id,
     }
-    return record, parts
+    return record, drawn
 
 
 def write_instances(
@@ -456,7 +466,7 @@ def add_bad_refer_records(sample: ReferSample) -> dict[str, int]:
     def ann(ann_id: int, image_id: int = image["id"], **fields: Any) -> dict[str, Any]:
         base = {"segmentation": square, "area": 600.0, "iscrowd": 0, "image_id": image_id}
         base.update({"bbox": [10.0, 10.0, 30.0, 20.0], "category_id": good_ann["category_id"]})
-        return {**base, "id": ann_id, **fields}
+        return {k: v for k, v in {**base, "id": ann_id, **fields}.items() if v is not None}
 
     Image.new("RGB", (width + 10, height), (0, 0, 0)).save(sample.images / "resized.jpg")
     instances["images"] += [
@@ -469,13 +479,13 @@ def add_bad_refer_records(sample: ReferSample) -> dict[str, int]:
     bad_segmentation = (
         {"size": [height, width], "counts": "zzzz"}  # outside the string encoding
         if LAYOUTS[sample.dataset].saiapr
-        else [[1.0, 1.0, 2.0, 2.0]]  # 4 numbers: pycocotools would take a box
+        else [10.0, 10.0, 40.0, 10.0, 40.0, 30.0]  # flat, unnested: pycocotools raises
     )
     instances["annotations"] += [
         ann(9101, image_id=9001),
         ann(9102, image_id=9002),
         ann(9103, image_id=9003),
-        ann(9104, segmentation=empty),
+        ann(9104, segmentation=empty, bbox=None),  # no pixel and no box
         ann(9105, segmentation=bad_segmentation),
         ann(9106, segmentation=[[10.0, 10.0, 1e9, 10.0, 40.0, 30.0]]),  # a vertex far outside
         ann(9107, category_id="1"),  # unusable record

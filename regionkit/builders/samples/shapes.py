@@ -21,6 +21,18 @@ def star_polygon(
     return coords
 
 
+def sliver_part(x: float, y: float) -> list[float]:
+    """A 2-point polygon "part" at (x, y), as annotation tools leave behind: cocoapi's `annToRLE`
+    merges it with the object's other parts (it adds no pixel), ReLA's loader drops it."""
+    return [round(x, 2), round(y, 2), round(x + 0.5, 2), round(y + 0.5, 2)]
+
+
+def speck_polygon(x: int, y: int) -> list[float]:
+    """A triangle a third of a pixel wide at integer (x, y): a tiny object whose polygon
+    pycocotools rasterises to no pixel, while its stored box is real."""
+    return [float(x), float(y), x + 0.3, float(y), x + 0.3, y + 0.3]
+
+
 def shoelace_area(polygon: list[float]) -> float:
     """The polygon's area as annotation files store it, which differs from the raster area."""
     xs, ys = polygon[0::2], polygon[1::2]

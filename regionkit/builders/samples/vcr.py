@@ -277,12 +277,12 @@ def write_vcr_sample(
 
 BROKEN_MOVIE = "9999_Broken_Records"
 HOLES_QUESTIONS = (
-    (  # mentions object 3, whose polygon covers nothing
+    (  # mentions object 3, whose box covers nothing
         "Why is the {3} on the table ?",
         ("{0} put it there .", "{1,2} are drinking .", "It is empty .", "{0} is thirsty ."),
         ("It is {0} 's .", "They are at a bar .", "Cups go on tables .", "{2} is waiting ."),
     ),
-    (  # mentions objects 0-2 and 4 only: objects 3 and 5 go, object 4 becomes region 3
+    (  # mentions objects 0-2 and 4 only: object 3 goes, object 4 becomes region 3
         "What is {0} doing with the {4} ?",
         ("Sitting on it .", "Moving it .", "{0} is fixing the {4} .", "Nothing ."),
         ("{0} is bent over .", "{1,2} watch .", "The {4} is broken .", "{0} holds a tool ."),
@@ -319,13 +319,11 @@ def _broken_image(
 
 
 def _holes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Six objects: 3 has a polygon of no area, 4 a 2-point contour beside its polygon, 5 a box
-    with x2 < x1."""
+    """Six objects: 3 a box with x2 < x1, 4 a 2-point contour beside its polygon, 5 a polygon
+    that covers no pixel (a tiny detection: it stays a box-only region)."""
     objects = [dict(o) for o in objects[:3]]
     first = objects[0]["polygons"][0]
-    objects.append(
-        {"name": "cup", "box": [10.0, 10.0, 30.0, 30.0, 0.8], "polygons": [[[12, 12]] * 3]}
-    )
+    objects.append({"name": "bottle", "box": [50.0, 20.0, 40.0, 60.0, 0.91], "polygons": [first]})
     objects.append(
         {
             "name": "chair",
@@ -333,7 +331,9 @@ def _holes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "polygons": [[[65, 25], [115, 25], [115, 75], [65, 75]], [[70, 30], [71, 30]]],
         }
     )
-    objects.append({"name": "bottle", "box": [50.0, 20.0, 40.0, 60.0, 0.91], "polygons": [first]})
+    objects.append(
+        {"name": "cup", "box": [10.0, 10.0, 30.0, 30.0, 0.8], "polygons": [[[12, 12]] * 3]}
+    )
     return objects
 
 
@@ -342,7 +342,7 @@ def add_bad_vcr_records(sample: VcrSample) -> dict[str, int]:
 
     Writes their images and metadata under `vcr1images/lsmdc_9999_Broken_Records/`. Returns the
     questions and objects the appended lines hold (every question is quarantined except
-    `val-915`, whose row keeps 4 of its 6 objects: object 3 has no area, object 5 no box).
+    `val-915`, whose row keeps 5 of its 6 objects: object 3 has no box, object 5 no pixel).
     """
     rng = random.Random(9999)
     folder = sample.images / f"lsmdc_{BROKEN_MOVIE}"
