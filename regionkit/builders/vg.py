@@ -19,17 +19,40 @@ Quirks handled:
   either form too. The first name is the region's category; further names become groundings of
   that region, since they are phrases naming it and the record has no alias field.
 - `attributes.json` repeats objects with an `attributes` list that is sometimes missing
-  (no attributes); its entries are merged into the object with the same `object_id` (or whose
-  `merged_object_ids` holds it). Attributes are stripped, and empty or repeated ones dropped.
-- A relationship end whose `object_id` is not among the image's objects (v1.4 merged or
-  dropped them) becomes a region of its own from the box the relationship carries.
+  (no attributes); its entries add to the object they name. Attributes are stripped, and empty
+  or repeated ones dropped.
+- Objects come from two releases: `objects.json` and `relationships.json` are v1.4, while
+  `attributes.json` is v1.2, and v1.4 merged or removed objects that v1.2 had. Of the first 100
+  real images, 844 of 3,671 attribute entries and 1,047 of 5,230 relationship ends name an
+  object that v1.4's `objects.json` lists neither as an object nor in a `merged_object_ids`.
+  `objects.json` is the authority on which objects exist, and an `object_id` that another file
+  names lands on the first of these that fits:
+  1. the object with that id;
+  2. the object whose `merged_object_ids` holds it (counted as `object_id_merged`);
+  3. for an id that `objects.json` does not list, an object region that it nearly duplicates
+     (counted as `unlisted_object_matched`). A near duplicate shares a name (lower-cased,
+     spaces collapsed) and has an IoU of at least `NEAR_DUPLICATE_IOU` with the clipped box.
+     The best IoU wins, and ties go to the earlier region;
+  4. otherwise, a region of its own, `object:<id>@attributes.json` or
+     `object:<id>@relationships.json` after the file that names it first, made once per id
+     (counted as `unlisted_object_added`).
+  These objects are kept rather than dropped because v1.4's own `relationships.json` names them,
+  with boxes and names. Dropping them would drop about a fifth of the attribute entries and up
+  to a fifth of the relationships, since a relation needs both of its ends. The counts go into
+  `Built.adjustments`. When two `objects.json` objects nearly duplicate each other, both stay:
+  that is v1.4's decision.
+- A relationship whose ends land on one region (a self-relation) is quarantined as
+  `self_relationship`, since a relation needs two regions. This happens when its source names
+  one object twice, or when one end is merged into, or nearly duplicates, the other.
 - Predicates are stripped and lower-cased (the file mixes `ON` and `on`); attributes keep their
   case (only stripped), since their case can carry meaning (`TV`, `US`).
 - Region phrases carry trailing spaces: they are stripped and become groundings of their box.
 
 Rows: one per image (split `train`, the only one), holding its objects and described regions
-as box-only regions (ids `object:<object_id>` and `region:<region_id>`, so the kinds never
-collide), the phrases and extra names as groundings, and the relationships as relations.
+as box-only regions, the phrases and extra names as groundings, and the relationships as
+relations. Region ids are `object:<object_id>`, `object:<object_id>@<file>` (objects that
+`objects.json` does not list) and `region:<region_id>`, so the kinds never collide and each
+region says which file it came from.
 
 Units: image, object, attribute_object (an `attributes.json` entry), relationship and region
 (a region description); each ends in a row or in quarantine. At index, an element whose image
@@ -37,7 +60,7 @@ is not a usable `image_data.json` record (`unknown_image`), comes twice (`repeat
 has no image id or list (`malformed_record`) is rejected with all its units; on workers, an
 image that cannot be read takes its units along (`missing_image`, `path_escape`, ...), and one
 bad record goes alone (`malformed_<unit>`, `duplicate_object`, `duplicate_region`,
-`empty_box`, `empty_phrase`, `empty_predicate`).
+`empty_box`, `empty_phrase`, `empty_predicate`, `self_relationship`).
 """
 
 from __future__ import annotations
@@ -241,17 +264,104 @@ def _element_image(element: Any, part: Part) -> tuple[int | None, int]:
     return image_id, len(records)
 
 
+NEAR_DUPLICATE_IOU = 0.85
+"""The IoU at or above which an unlisted object that shares a name with an object region is
+taken to be that region. It is the default `iou_thres` of `create_attributes_per_obj` in
+KaihuaTang/Scene-Graph-Benchmark.pytorch (`datasets/vg/generate_attribute_labels.py`), which
+attaches attributes.json entries to VG-SGG boxes by overlap, not by id."""
+
+# Adjustment codes: how a mention of an object in attributes.json or relationships.json was
+# resolved, when it did not simply name a region by that region's own object id.
+MERGED = "object_id_merged"
+MATCHED = "unlisted_object_matched"
+ADDED = "unlisted_object_added"
+
+
+def _name_key(name: str) -> str:
+    """A name as near-duplicate matching compares it: lower case, single spaces."""
+    return " ".join(name.lower().split())
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    """Intersection over union of two non-empty xyxy boxes in continuous pixels.
+
+    This is the true IoU. The scene-graph scripts (`merge_duplicate_boxes`,
+    `create_attributes_per_obj`) divide by the area of the box enclosing both instead, which is
+    never smaller than the union.
+    """
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+_Candidate = tuple[int, list[float], set[str]]
+"""An object region a mention may nearly duplicate: its index, its box and its name keys."""
+
+
+def _near_duplicate(box: list[float], names: list[str], candidates: list[_Candidate]) -> int | None:
+    """The candidate that `box` and `names` nearly duplicate, or None.
+
+    A near duplicate shares a name key and overlaps at IoU >= `NEAR_DUPLICATE_IOU`. The best IoU
+    wins; on a tie, the earlier region does.
+    """
+    keys = {_name_key(name) for name in names}
+    overlaps = [
+        (_iou(box, other), -index) for index, other, other_keys in candidates if keys & other_keys
+    ]
+    iou, negative_index = max(overlaps, default=(0.0, 0))
+    return -negative_index if iou >= NEAR_DUPLICATE_IOU else None
+
+
 @dataclass(frozen=True)
-class _NewObject:
-    """A relationship end naming no known object: the region it will become."""
+class _Unlisted:
+    """An object that `objects.json` does not list, named by another file: its would-be region."""
 
     object_id: int
     box: list[float]
     names: list[str]
+    file: str
+
+    @property
+    def region_id(self) -> str:
+        """`object:<id>@<file>`: the object id, marked with the file the object came from."""
+        return f"object:{self.object_id}@{self.file}"
+
+
+@dataclass(frozen=True)
+class _Landing:
+    """Where one mention of an object (an attribute entry, a relationship end) lands.
+
+    Attributes:
+        object_id: the id the mention names.
+        index: the region it lands on; for a new region, the index that region will get.
+        code: the adjustment the mention counts as, or None when it names its region's own id.
+        new: the region to create at `index`, for an unlisted object with no near duplicate.
+    """
+
+    object_id: int
+    index: int
+    code: str | None = None
+    new: _Unlisted | None = None
+
+
+def _end_record(record: dict[str, Any], side: str) -> dict[str, Any]:
+    """A relationship's `subject` or `object` end, checked to be a JSON object."""
+    end = record.get(side)
+    if not isinstance(end, dict):
+        raise RecordError(MALFORMED, f"field {side!r} is missing or not an object")
+    return end
 
 
 class _Assembly:
-    """One image's regions, groundings and relations, built record by record."""
+    """One image's regions, groundings and relations, built record by record.
+
+    Mentions of objects are resolved in two steps so that a rejected record changes nothing:
+    `land` works out where a mention goes, and `commit` makes it so once the whole record has
+    been checked.
+    """
 
     def __init__(self, image_id: int, width: int, height: int) -> None:
         self.image_id = image_id
@@ -260,9 +370,12 @@ class _Assembly:
         self.regions: list[dict[str, Any]] = []
         self.groundings: list[dict[str, Any]] = []
         self.relations: list[dict[str, Any]] = []
-        self.objects: dict[int, int] = {}  # object_id -> region index
+        self.objects: dict[int, int] = {}  # object_id (listed or added) -> region index
         self.merged: dict[int, int] = {}  # an id in some object's merged_object_ids -> index
+        self.matched: dict[int, int] = {}  # an unlisted id -> the region it nearly duplicates
+        self.object_names: dict[int, set[str]] = {}  # object region index -> its name keys
         self.descriptions: set[int] = set()
+        self.adjustments: Counter[str] = Counter()
 
     def box(self, record: dict[str, Any], prefix: str = "") -> list[float]:
         """The record's xywh as an xyxy box clipped to the image; `RecordError` if none is left."""
@@ -280,14 +393,20 @@ class _Assembly:
             )
         return box
 
-    def lookup(self, object_id: int) -> int | None:
-        return self.objects.get(object_id, self.merged.get(object_id))
-
     def add_region(self, region_id: str, box: list[float], names: list[str]) -> int:
         """Append a region; names after the first become groundings of it."""
         index = len(self.regions)
         self.regions.append(make_region(region_id, box, None, names[0] if names else None))
         self.groundings += [{"text": name, "regions": [index]} for name in names[1:]]
+        return index
+
+    def add_object_region(
+        self, object_id: int, region_id: str, box: list[float], names: list[str]
+    ) -> int:
+        """Append an object's region and remember its id and names for later mentions."""
+        index = self.add_region(region_id, box, names)
+        self.objects[object_id] = index
+        self.object_names[index] = {_name_key(name) for name in names}
         return index
 
     def add_object(self, record: dict[str, Any]) -> None:
@@ -297,58 +416,85 @@ class _Assembly:
                 "duplicate_object", f"object_id {object_id} appears twice in the image"
             )
         names, merged = _names(record), _merged_ids(record)
-        index = self.add_region(f"object:{object_id}", self.box(record), names)
-        self.objects[object_id] = index
+        index = self.add_object_region(object_id, f"object:{object_id}", self.box(record), names)
         for other in merged:
             self.merged.setdefault(other, index)
 
+    def land(
+        self,
+        record: dict[str, Any],
+        file: str,
+        prefix: str = "",
+        planned: tuple[_Unlisted, ...] = (),
+    ) -> _Landing:
+        """Where a mention of an object lands (see the module docstring); changes nothing.
+
+        `planned` holds regions that earlier ends of the same record would create, in order, so
+        that the two ends of one relationship see each other before either is committed.
+        """
+        object_id = _integer(record, "object_id", prefix)
+        if object_id in self.objects:
+            return _Landing(object_id, self.objects[object_id])
+        if object_id in self.merged:
+            return _Landing(object_id, self.merged[object_id], MERGED)
+        if object_id in self.matched:
+            return _Landing(object_id, self.matched[object_id], MATCHED)
+        box, names = self.box(record, prefix), _names(record, prefix)
+        after = len(self.regions)
+        for k, other in enumerate(planned):
+            if other.object_id == object_id:
+                return _Landing(object_id, after + k)
+        candidates = [(i, self.regions[i]["bbox"], keys) for i, keys in self.object_names.items()]
+        candidates += [
+            (after + k, other.box, {_name_key(n) for n in other.names})
+            for k, other in enumerate(planned)
+        ]
+        index = _near_duplicate(box, names, candidates)
+        if index is not None:
+            return _Landing(object_id, index, MATCHED)
+        new = _Unlisted(object_id, box, names, file)
+        return _Landing(object_id, after + len(planned), ADDED, new)
+
+    def commit(self, landing: _Landing) -> int:
+        """Make a landing so, creating its region if it is new; the index of its region."""
+        if landing.new is not None:
+            new = landing.new
+            self.add_object_region(new.object_id, new.region_id, new.box, new.names)
+        elif landing.code == MATCHED:
+            self.matched[landing.object_id] = landing.index
+        if landing.code is not None:
+            self.adjustments[landing.code] += 1
+        return landing.index
+
     def add_attribute_object(self, record: dict[str, Any]) -> None:
-        object_id = _integer(record, "object_id")
         attributes = (
             [] if record.get("attributes") is None else _string_list(record, "attributes", "")
         )
-        index = self.lookup(object_id)
-        if index is None:  # an object only attributes.json has: it is a region of its own
-            names = _names(record)
-            index = self.add_region(f"object:{object_id}", self.box(record), names)
-            self.objects[object_id] = index
+        index = self.commit(self.land(record, PARTS["attributes"].file))
         region = self.regions[index]
         region["attributes"] = _clean(region["attributes"] + attributes)
-
-    def relationship_end(self, record: dict[str, Any], side: str) -> int | _NewObject:
-        """The end's region index if its object exists, else what creating it needs."""
-        end = record.get(side)
-        if not isinstance(end, dict):
-            raise RecordError(MALFORMED, f"field {side!r} is missing or not an object")
-        object_id = _integer(end, "object_id", f"{side}.")
-        index = self.lookup(object_id)
-        if index is not None:
-            return index
-        return _NewObject(object_id, self.box(end, f"{side}."), _names(end, f"{side}."))
-
-    def commit_end(self, end: int | _NewObject) -> int:
-        """The end's region index, creating its region now that the whole record is valid."""
-        if isinstance(end, int):
-            return end
-        index = self.lookup(end.object_id)  # the other end may have just created it
-        if index is None:
-            index = self.add_region(f"object:{end.object_id}", end.box, end.names)
-            self.objects[end.object_id] = index
-        return index
 
     def add_relationship(self, record: dict[str, Any]) -> None:
         _integer(record, "relationship_id")
         predicate = _text(record, "predicate").strip().lower()
         if not predicate:
             raise RecordError("empty_predicate", "field 'predicate' is blank")
-        subject = self.relationship_end(record, "subject")
-        target = self.relationship_end(record, "object")
+        file = PARTS["relationships"].file
+        subject = self.land(_end_record(record, "subject"), file, "subject.")
+        planned = (subject.new,) if subject.new is not None else ()
+        target = self.land(_end_record(record, "object"), file, "object.", planned)
+        if target.index == subject.index:
+            region = subject.new.region_id if subject.new else self.regions[subject.index]["id"]
+            raise RecordError(
+                "self_relationship",
+                f"fields 'subject.object_id' ({subject.object_id}) and 'object.object_id' "
+                f"({target.object_id}) both land on region {region}: an id in an object's "
+                "merged_object_ids is that object, and an id objects.json does not list is the "
+                f"same-named object region its box overlaps at IoU >= {NEAR_DUPLICATE_IOU}; a "
+                "relation needs two regions",
+            )
         self.relations.append(
-            {
-                "subject": self.commit_end(subject),
-                "predicate": predicate,
-                "object": self.commit_end(target),
-            }
+            {"subject": self.commit(subject), "predicate": predicate, "object": self.commit(target)}
         )
 
     def add_region_description(self, record: dict[str, Any]) -> None:
@@ -560,6 +706,7 @@ class VisualGenomeBuilder(RootedBuilder):
                 source_files=[IMAGE_DATA] + [PARTS[name].file for name in self.parts],
             ),
             dict(accounted),
+            dict(assembly.adjustments),
         )
 
     def _records(

@@ -14,7 +14,21 @@ with the quirks of the real files:
 - relationship ends whose `object_id` is only in another object's `merged_object_ids`, or in
   no object at all; an object with two names; mixed-case predicates with stray spaces;
 - attribute entries without the `attributes` key, with padded, empty and repeated attributes,
-  for an object id that only `merged_object_ids` holds, and for an object no other file has.
+  for an object id that only `merged_object_ids` holds, and for an object no other file has;
+- on the first image, objects that v1.2's attributes.json and v1.4's relationships.json name
+  but v1.4's objects.json no longer lists (in the real first 100 images, 844 of 3,671
+  attribute entries and 1,047 of 5,230 relationship ends). There is one that nearly duplicates
+  a listed object (its name in another case, IoU just above 0.85), one with the same name just
+  below 0.85, one on a listed object's exact box under another name, a relationship end that
+  nearly duplicates that last one, and a relationship neither of whose ends is listed.
+
+The unlisted objects mirror what scene-graph preprocessing meets in these same files.
+danfeiX/scene-graph-TF-release `data_tools/vg_to_roidb.py` adds relationship ends that are
+missing from objects.json as objects (`sync_objects`), then folds overlapping boxes into one
+object that all their ids point at (`merge_duplicate_boxes`).
+KaihuaTang/Scene-Graph-Benchmark.pytorch `datasets/vg/generate_attribute_labels.py` puts
+attributes.json entries on boxes by IoU, not by id (`create_attributes_per_obj`,
+`iou_thres=0.85`).
 
 Every file is written element by element, so a gigabyte `region_descriptions.json` (for the
 memory benchmark) takes little memory; with `draw=False` one flat JPEG per distinct size is
@@ -140,6 +154,45 @@ def _attributes(rng: random.Random, k: int, obj: dict[str, Any]) -> dict[str, An
     return entry | {"y": obj["y"], "x": obj["x"]}
 
 
+@dataclass(frozen=True)
+class _UnlistedObjects:
+    """v1.2 objects that v1.4's objects.json no longer lists, named by the other two files.
+
+    Attributes:
+        near_duplicate: the second listed object again, its name capitalised with a trailing
+            space and its box narrowed to an IoU of 0.87.
+        apart: the same name and box narrowed to an IoU of 0.83: not a near duplicate.
+        renamed: the fourth listed object's exact box under another name: not one either.
+        echo: `renamed` again, capitalised and narrowed to an IoU of about 0.9 (named only by
+            relationships.json).
+    """
+
+    near_duplicate: dict[str, Any]
+    apart: dict[str, Any]
+    renamed: dict[str, Any]
+    echo: dict[str, Any]
+
+
+def _narrowed(obj: dict[str, Any], object_id: int, fraction: float, name: str) -> dict[str, Any]:
+    """`obj` under a new id and name, its width cut so that its IoU with `obj` is `fraction`
+    (to within half a pixel's worth); clipping cannot change it, as the box stays inside `obj`."""
+    narrowed = _object(object_id, (obj["x"], obj["y"], obj["w"], obj["h"]), [name.strip().lower()])
+    return narrowed | {"names": [name], "w": max(1, round(obj["w"] * fraction))}
+
+
+def _unlisted(ids: _Ids, objects: list[dict[str, Any]]) -> _UnlistedObjects:
+    """Image 1's unlisted objects, built on its listed objects 1 and 3 (neither is merged)."""
+    repeated, boxed = objects[1], objects[3]
+    renamed = _object(ids.next_object(), (boxed["x"], boxed["y"], boxed["w"], boxed["h"]), ["lamp"])
+    name = repeated["names"][0]
+    return _UnlistedObjects(
+        near_duplicate=_narrowed(repeated, ids.next_object(), 0.87, name.capitalize() + " "),
+        apart=_narrowed(repeated, ids.next_object(), 0.83, name),
+        renamed=renamed,
+        echo=_narrowed(renamed, ids.next_object(), 0.9, "Lamp"),
+    )
+
+
 @dataclass
 class _Image:
     """One image's elements, one per file, and the boxes to draw."""
@@ -168,16 +221,43 @@ def _objects(
 
 
 def _attribute_entries(
-    rng: random.Random, ids: _Ids, n: int, width: int, height: int, objects: list[dict[str, Any]]
+    rng: random.Random,
+    ids: _Ids,
+    n: int,
+    width: int,
+    height: int,
+    objects: list[dict[str, Any]],
+    unlisted: _UnlistedObjects | None,
 ) -> list[dict[str, Any]]:
     entries = [_attributes(rng, k, obj) for k, obj in enumerate(objects)]
-    if objects and n == 0:  # an entry for an id only `merged_object_ids` holds
-        merged = {**objects[0], "object_id": objects[0]["merged_object_ids"][0]}
+    if objects and n == 0:  # an entry for an id only `merged_object_ids` holds, on its own box
+        merged_id, width = objects[0]["merged_object_ids"][0], max(1, objects[0]["w"] // 2)
+        merged = {**objects[0], "object_id": merged_id, "w": width}
         entries.append({**_attributes(rng, 1, merged), "attributes": ["wooden", "old"]})
+    if unlisted is not None:  # v1.2 objects that v1.4's objects.json no longer lists
+        for obj, attributes in (
+            (unlisted.near_duplicate, ["striped"]),
+            (unlisted.apart, ["tall"]),
+            (unlisted.renamed, ["bright"]),
+        ):
+            entries.append({**_attributes(rng, 1, obj), "attributes": attributes})
     if n % 5 == 0:  # an object only attributes.json has
         lone = _object(ids.next_object(), _box(rng, width, height), ["sign"])
         entries.append({**_attributes(rng, 1, lone), "attributes": ["red"]})
     return entries
+
+
+def _relationship(
+    relationship_id: int, predicate: Any, subject: Any, target: Any
+) -> dict[str, Any]:
+    """A `relationships.json` record, keys in the real file's order."""
+    return {
+        "predicate": predicate,
+        "relationship_id": relationship_id,
+        "synsets": ["along.r.01"],
+        "subject": subject,
+        "object": target,
+    }
 
 
 def _relationships(
@@ -187,6 +267,7 @@ def _relationships(
     height: int,
     objects: list[dict[str, Any]],
     count: int,
+    unlisted: _UnlistedObjects | None,
 ) -> list[dict[str, Any]]:
     relationships = []
     for r in range(count):
@@ -194,21 +275,36 @@ def _relationships(
             subject, target = objects[r % len(objects)], objects[(r + 1) % len(objects)]
         else:
             subject = target = None
-        if r == 1 or target is None:  # an end no object of the file has
+        if r == 1 or target is None or target is subject:  # an end no object of the file has
             target = _object(ids.next_object(), _box(rng, width, height), ["shadow"])
         if subject is None:
             subject = _object(ids.next_object(), _box(rng, width, height), ["person"])
         elif r == 2:  # an end named by an id merged into another object
             subject = {**subject, "object_id": objects[0]["merged_object_ids"][0]}
         relationships.append(
-            {
-                "predicate": PREDICATES[r % len(PREDICATES)],
-                "relationship_id": ids.next_relationship(),
-                "synsets": ["along.r.01"],
-                "subject": _end(subject, with_names=r % 2 == 1),
-                "object": _end(target, with_names=r % 2 == 0),
-            }
+            _relationship(
+                ids.next_relationship(),
+                PREDICATES[r % len(PREDICATES)],
+                _end(subject, with_names=r % 2 == 1),
+                _end(target, with_names=r % 2 == 0),
+            )
         )
+    if unlisted is not None:  # ends that objects.json no longer lists, as the real file has
+        bird = _object(ids.next_object(), _box(rng, width, height), ["bird"])
+        branch = _object(ids.next_object(), _box(rng, width, height), ["branch"])
+        for subject, predicate, target in (
+            (unlisted.near_duplicate, "on", objects[0]),
+            (unlisted.apart, "beside", unlisted.echo),
+            (bird, "sitting on", branch),  # two ends of which neither is listed
+        ):
+            relationships.append(
+                _relationship(
+                    ids.next_relationship(),
+                    predicate,
+                    _end(subject, with_names=False),
+                    _end(target, with_names=target is objects[0]),
+                )
+            )
     return relationships
 
 
@@ -265,12 +361,17 @@ def _image(
     if set(parts) & {"objects", "attributes", "relationships"}:
         objects = _objects(rngs["objects"], ids, n, width, height, objects_per_image)
         elements["objects"] = {"image_id": image_id, "objects": objects}
+    unlisted = (
+        _unlisted(ids, objects)
+        if {"attributes", "relationships"} & set(parts) and n == 0 and len(objects) >= 4
+        else None
+    )
     if "attributes" in parts:
-        entries = _attribute_entries(rngs["attributes"], ids, n, width, height, objects)
+        entries = _attribute_entries(rngs["attributes"], ids, n, width, height, objects, unlisted)
         elements["attributes"] = {"image_id": image_id, "attributes": entries}
     if "relationships" in parts:
         relationships = _relationships(
-            rngs["relationships"], ids, width, height, objects, relationships_per_image
+            rngs["relationships"], ids, width, height, objects, relationships_per_image, unlisted
         )
         elements["relationships"] = {"image_id": image_id, "relationships": relationships}
     if "regions" in parts:
@@ -419,22 +520,19 @@ def _bad_attributes(first_object: dict[str, Any]) -> list[dict[str, Any]]:
 def _bad_relationships(first_object: dict[str, Any]) -> list[dict[str, Any]]:
     good_end = _end(first_object, with_names=True)
     flat_end = {"object_id": 9313, "names": ["dot"], "x": 5, "y": 5, "w": 0, "h": 5}
-
-    def relationship(rid: int, predicate: Any, subject: Any, target: Any) -> dict[str, Any]:
-        return {
-            "predicate": predicate,
-            "relationship_id": rid,
-            "synsets": [],
-            "subject": subject,
-            "object": target,
-        }
-
     without_id = {k: v for k, v in good_end.items() if k != "object_id"}
+    merged_end = good_end | {"object_id": first_object["merged_object_ids"][0]}
+    kite = {"name": "kite", "x": 10, "y": 10, "w": 30, "h": 20}
     return [
-        relationship(9301, "on", without_id, good_end),
-        relationship(9302, 5, good_end, good_end),
-        relationship(9303, "near", good_end, flat_end),
-        relationship(9304, "  ", good_end, good_end),
+        _relationship(9301, "on", without_id, good_end),
+        _relationship(9302, 5, good_end, good_end),
+        _relationship(9303, "near", good_end, flat_end),
+        _relationship(9304, "  ", good_end, good_end),
+        _relationship(9305, "on", merged_end, good_end),  # both ends are one object
+        # a valid end no object has, then a broken one: the first must leave no region behind
+        _relationship(9306, "on", kite | {"object_id": 9316}, without_id),
+        # two ends no object has that nearly duplicate each other: one object again
+        _relationship(9307, "on", kite | {"object_id": 9317}, kite | {"object_id": 9318, "w": 31}),
     ]
 
 
