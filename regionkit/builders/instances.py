@@ -25,10 +25,10 @@ from regionkit.builders.base import BuilderInputError, Rejected
 from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import load_json
 from regionkit.builders.regions import boxed_region
-from regionkit.catalog.boxes import xywh_to_xyxy
 
 REQUIRED_IMAGE_FIELDS = {"id": int, "file_name": str, "width": int, "height": int}
 REQUIRED_ANNOTATION_FIELDS = {"id": int, "image_id": int, "category_id": int}
+NUMBER_TYPES = {int, float}
 
 
 @dataclass(frozen=True)
@@ -208,11 +208,13 @@ def stored_box(record: dict[str, Any]) -> list[float] | None:
     box = record.get("bbox")
     if box is None:
         return None
-    if (
-        not isinstance(box, list)
-        or len(box) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-        or not all(math.isfinite(v) for v in box)
-    ):
-        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} is not four finite numbers")
-    return xywh_to_xyxy(box)
+    if type(box) is not list or len(box) != 4 or not {type(v) for v in box} <= NUMBER_TYPES:
+        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} is not four numbers")
+    x, y, w, h = box
+    try:
+        finite = math.isfinite(x + y + w + h)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} holds a non-finite number")
+    return [x, y, x + w, y + h]

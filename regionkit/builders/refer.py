@@ -294,10 +294,13 @@ class ReferringBuilder(RootedBuilder):
             )
         if kept:
             row = self._row(item, str(path), image, {a: r for a, (r, _) in regions.items()}, kept)
-            used = {a for ref in kept for a in ref["targets"]}
-            adjustments = sum((regions[a][1] for a in used), Counter())
-            adjustments[self.left_out_code] += sum(ref["left_out"] for ref in kept)
-            yield Built(row, _units(kept), +adjustments)
+            adjustments: Counter[str] = Counter()
+            for ann_id in {a for ref in kept for a in ref["targets"]}:
+                adjustments.update(regions[ann_id][1])
+            left_out = sum(ref["left_out"] for ref in kept)
+            if left_out:
+                adjustments[self.left_out_code] += left_out
+            yield Built(row, _units(kept), adjustments)
 
     def _regions(
         self, payload: dict[str, Any], width: int, height: int

@@ -28,7 +28,7 @@ from regionkit.catalog.boxes import (
     box_outside_image,
     clip_box,
 )
-from regionkit.catalog.masks import MaskError, read_segmentation, rle_to_bbox
+from regionkit.catalog.masks import MaskError, read_segmentation
 from regionkit.catalog.records import make_region
 
 MASK_OUTSIDE_BOX_SHARE = 0.1
@@ -75,7 +75,7 @@ def boxed_region(
         reading = read_segmentation(segmentation, height, width)
     except MaskError as error:
         raise RecordError(error.code, f"field {mask_field!r}: {error}") from None
-    mask_box = None if reading.rle is None else rle_to_bbox(reading.rle)
+    mask_box = reading.box
     if clipped is None and mask_box is None:
         raise RecordError(
             "empty_mask",
@@ -87,7 +87,8 @@ def boxed_region(
             f"field {mask_field!r}: the mask spans {_rounded(mask_box)} (xyxy), well outside "
             f"field {box_field!r} {_rounded(box)}; they do not describe the same object",
         )
-    adjustments["polygon_part_dropped"] += reading.dropped_parts
+    if reading.dropped_parts:
+        adjustments["polygon_part_dropped"] += reading.dropped_parts
     if reading.rle is None:
         adjustments["mask_covers_no_pixel"] += 1
     if clipped is None:

@@ -20,9 +20,9 @@ def xywh_to_xyxy(box: Sequence[float]) -> list[float]:
 
 def clip_box(box: Sequence[float], width: int, height: int) -> list[float]:
     """Clip an xyxy box to the image; the result may be empty (x2 == x1 or y2 == y1)."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
-    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    x1, y1, x2, y2 = box
+    x1, x2 = min(max(float(x1), 0.0), width), min(max(float(x2), 0.0), width)
+    y1, y2 = min(max(float(y1), 0.0), height), min(max(float(y2), 0.0), height)
     return [x1, y1, max(x1, x2), max(y1, y2)]
 
 

@@ -201,10 +201,12 @@ class MaskReading:
     Attributes:
         rle: the compressed RLE, or None when no pixel of the image is covered (a sliver, a
             tiny object, or no part that encloses area).
+        box: the tight xyxy box of the mask's pixels; None with `rle`.
         dropped_parts: polygon parts left out because they enclose nothing (`usable_parts`).
     """
 
     rle: RLE | None
+    box: list[float] | None = None
     dropped_parts: int = 0
 
 
@@ -218,17 +220,19 @@ def read_segmentation(segmentation: Any, height: int, width: int) -> MaskReading
     """
     if isinstance(segmentation, dict):
         return _covering(rle_from_dict(segmentation, height, width))
-    if isinstance(segmentation, (list, tuple)) and segmentation:
-        if all(isinstance(part, dict) for part in segmentation):
-            rles = [rle_from_dict(part, height, width) for part in segmentation]
-            merged = rles[0] if len(rles) == 1 else normalize_rle(mask_api.merge(rles))
-            return _covering(merged)
-        if any(isinstance(part, dict) for part in segmentation):
+    if (
+        isinstance(segmentation, (list, tuple))
+        and segmentation
+        and isinstance(segmentation[0], dict)
+    ):
+        if not all(isinstance(part, dict) for part in segmentation):
             raise MaskError("segmentation mixes RLE dicts with polygon parts")
+        rles = [rle_from_dict(part, height, width) for part in segmentation]
+        return _covering(rles[0] if len(rles) == 1 else normalize_rle(mask_api.merge(rles)))
     if isinstance(segmentation, (list, tuple)):
         parts, dropped = usable_parts(segmentation)
         if not parts:
-            return MaskReading(None, dropped)
+            return MaskReading(None, None, dropped)
         return _covering(_rasterise(parts, height, width), dropped)
     raise MaskError(
         f"segmentation must be polygon parts or an RLE dict, got {type(segmentation).__name__}"
@@ -236,8 +240,9 @@ def read_segmentation(segmentation: Any, height: int, width: int) -> MaskReading
 
 
 def _covering(rle: RLE, dropped_parts: int = 0) -> MaskReading:
-    """The reading of `rle`, with no mask when it covers no pixel."""
-    return MaskReading(rle if rle_area(rle) > 0 else None, dropped_parts)
+    """The reading of `rle` and its tight box, with no mask when it covers no pixel."""
+    box = rle_to_bbox(rle)
+    return MaskReading(None if box is None else rle, box, dropped_parts)
 
 
 def boxes_to_rle(boxes_xyxy: Sequence[Sequence[float]], height: int, width: int) -> RLE:

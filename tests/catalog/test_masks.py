@@ -172,7 +172,7 @@ def test_parts_of_fewer_than_three_points_are_dropped_and_counted():
     ],
 )
 def test_segmentations_that_cover_no_pixel_give_no_mask(segmentation, dropped):
-    assert read_segmentation(segmentation, 3, 3) == MaskReading(None, dropped)
+    assert read_segmentation(segmentation, 3, 3) == MaskReading(None, dropped_parts=dropped)
 
 
 def _refer_get_mask(segmentation, height, width):
