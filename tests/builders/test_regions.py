@@ -75,3 +75,15 @@ def test_a_mask_slightly_past_its_box_is_the_same_object():
     # COCO crowd boxes are a pixel short of their RLE's extent
     region, _ = _region([10.0, 10.0, 29.0, 19.0], SQUARE)
     assert region["bbox"] == [10.0, 10.0, 29.0, 19.0]
+
+
+def test_the_tolerance_follows_each_side_of_the_box():
+    # a wide box: 10% of its width is 10 px, of its height under the 2 px floor
+    wide = [0.0, 10.0, 100.0, 20.0]
+    past_right = [[60.0, 11.0, 108.0, 11.0, 108.0, 19.0, 60.0, 19.0]]  # 8 px past x2
+    past_bottom = [[10.0, 12.0, 90.0, 12.0, 90.0, 24.0, 10.0, 24.0]]  # 4 px past y2
+    region, _ = _region(wide, past_right, width=120, height=40)
+    assert region["bbox"] == wide
+    with pytest.raises(RecordError) as caught:
+        _region(wide, past_bottom, width=120, height=40)
+    assert caught.value.code == "bbox_mask_mismatch"
