@@ -36,7 +36,7 @@ class CocoBuilder(RegionBuilder):
     """`regionkit build coco --annotations instances_val2017.json --images val2017/`."""
 
     source = "coco"
-    version = "1.0"
+    version = "1.1"  # annotated boxes, dropped polygon parts and box-only tiny objects counted
     units = ("image", "annotation")
 
     def __init__(self, annotations: Path, images: Path, split: str | None = None) -> None:

@@ -15,7 +15,6 @@ checks what pycocotools would not (compressed counts, polygon vertices far outsi
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +23,10 @@ from typing import Any
 from regionkit.builders.base import BuilderInputError, Rejected
 from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import load_json
-from regionkit.builders.regions import boxed_region
+from regionkit.builders.regions import boxed_region, stored_box
 
 REQUIRED_IMAGE_FIELDS = {"id": int, "file_name": str, "width": int, "height": int}
 REQUIRED_ANNOTATION_FIELDS = {"id": int, "image_id": int, "category_id": int}
-NUMBER_TYPES = {int, float}
 
 
 @dataclass(frozen=True)
@@ -201,20 +199,3 @@ def annotation_region(
         category=category,
         attributes=attributes,
     )
-
-
-def stored_box(record: dict[str, Any]) -> list[float] | None:
-    """A COCO-style record's `bbox` as xyxy; None when it has none; `RecordError` if malformed."""
-    box = record.get("bbox")
-    if box is None:
-        return None
-    if type(box) is not list or len(box) != 4 or not {type(v) for v in box} <= NUMBER_TYPES:
-        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} is not four numbers")
-    x, y, w, h = box
-    try:
-        finite = math.isfinite(x + y + w + h)
-    except OverflowError:  # an integer too large for a float
-        finite = False
-    if not finite:
-        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} holds a non-finite number")
-    return [x, y, x + w, y + h]

@@ -56,8 +56,7 @@ import orjson
 from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIndex, WorkItem
 from regionkit.builders.fields import RecordError, field_problem, json_kind
 from regionkit.builders.files import ImagePathError, checked_image, load_json
-from regionkit.builders.instances import stored_box
-from regionkit.builders.regions import boxed_region
+from regionkit.builders.regions import boxed_region, stored_box
 from regionkit.builders.rooted import RootedBuilder
 
 FILE_PATTERNS = ("muse_{split}.json", "MUSE_{split}.json")
@@ -326,7 +325,7 @@ class MuseBuilder(RootedBuilder):
     """`regionkit build muse --root <folder with muse_*.json> --images <COCO image root>`."""
 
     source = "muse"
-    version = "1.0"
+    version = "1.1"  # annotated boxes, dropped polygon parts and box-only tiny objects counted
     units = ("image", "question", "instance")
 
     @classmethod

@@ -68,7 +68,7 @@ class ReferringBuilder(RootedBuilder):
     refs, groups them into one work item per (split, image) and builds the rows.
     """
 
-    version = "1.0"
+    version = "1.1"  # annotated boxes, dropped polygon parts and box-only tiny objects counted
     units = ("ref", "sentence")
     refs_pattern: ClassVar[str]
     image_key_prefix: ClassVar[str] = "coco"

@@ -10,13 +10,17 @@ image.
 What the source leaves incomplete is repaired where the repair is safe, and counted
 (`adjustments`, summed into the build report) instead of costing the object:
 
-- `polygon_part_dropped`: a polygon part of fewer than 3 points is left out of the mask;
-- `mask_covers_no_pixel`: a tiny object whose mask rasterises to no pixel stays box-only;
-- `bbox_from_mask`: a source record without a box takes its mask's tight box.
+- `polygon_part_dropped`: a polygon part that encloses nothing, fewer than 3 points or an odd
+  count of numbers (ReLA's loader drops both), is left out of the mask;
+- `mask_covers_no_pixel`: an object whose mask covers no pixel (a tiny object, or a
+  segmentation with no part left) stays box-only;
+- `bbox_from_mask`: a record without a usable box (none, or one of no area once clipped)
+  takes its mask's tight box.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +35,7 @@ from regionkit.catalog.boxes import (
 from regionkit.catalog.masks import MaskError, read_segmentation
 from regionkit.catalog.records import make_region
 
+NUMBER_TYPES = {int, float}
 MASK_OUTSIDE_BOX_SHARE = 0.1
 """How far (as a share of the box's side, at least `BBOX_TOLERANCE_PX`) a mask may reach past its
 annotated box before the two are said to describe different things."""
@@ -96,6 +101,24 @@ def boxed_region(
     return make_region(
         region_id, clipped or mask_box, reading.rle, category, attributes, score=score
     )
+
+
+def stored_box(record: dict[str, Any]) -> list[float] | None:
+    """A COCO-style record's `bbox` (xywh) as xyxy; None when it has none; `RecordError` when it
+    is not four finite numbers."""
+    box = record.get("bbox")
+    if box is None:
+        return None
+    if type(box) is not list or len(box) != 4 or not {type(v) for v in box} <= NUMBER_TYPES:
+        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} is not four numbers")
+    x, y, w, h = box
+    try:
+        finite = math.isfinite(x + y + w + h)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise RecordError("malformed_bbox", f"field 'bbox' {box!r} holds a non-finite number")
+    return [x, y, x + w, y + h]
 
 
 def mask_outside_box(mask_box: Sequence[float], box: Sequence[float]) -> bool:

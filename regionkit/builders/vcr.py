@@ -271,7 +271,7 @@ class VcrBuilder(RootedBuilder):
     """`regionkit build vcr --root vcr1annots/ --images vcr1images/`."""
 
     source = "vcr"
-    version = "1.0"
+    version = "1.1"  # annotated boxes, dropped polygon parts and box-only tiny objects counted
     units = ("question", "object")
 
     @classmethod

@@ -60,7 +60,8 @@ is not a usable `image_data.json` record (`unknown_image`), comes twice (`repeat
 has no image id or list (`malformed_record`) is rejected with all its units; on workers, an
 image that cannot be read takes its units along (`missing_image`, `path_escape`, ...), and one
 bad record goes alone (`malformed_<unit>`, `duplicate_object`, `duplicate_region`,
-`empty_box`, `empty_phrase`, `empty_predicate`, `self_relationship`).
+`empty_box`, `empty_phrase`, `empty_predicate`, `self_relationship`, and `object_quarantined`
+for an attribute entry or relationship naming an `objects.json` object that went to quarantine).
 """
 
 from __future__ import annotations
@@ -374,6 +375,8 @@ class _Assembly:
         self.merged: dict[int, int] = {}  # an id in some object's merged_object_ids -> index
         self.matched: dict[int, int] = {}  # an unlisted id -> the region it nearly duplicates
         self.object_names: dict[int, set[str]] = {}  # object region index -> its name keys
+        # an id of a quarantined objects.json object (or in its merged ids) -> (object, code)
+        self.quarantined: dict[int, tuple[int, str]] = {}
         self.descriptions: set[int] = set()
         self.adjustments: Counter[str] = Counter()
 
@@ -415,8 +418,15 @@ class _Assembly:
             raise RecordError(
                 "duplicate_object", f"object_id {object_id} appears twice in the image"
             )
-        names, merged = _names(record), _merged_ids(record)
-        index = self.add_object_region(object_id, f"object:{object_id}", self.box(record), names)
+        merged: list[int] = []
+        try:
+            names, merged = _names(record), _merged_ids(record)
+            box = self.box(record)
+        except RecordError as bad:  # listed but unusable: later mentions must not revive it
+            for quarantined_id in (object_id, *merged):
+                self.quarantined.setdefault(quarantined_id, (object_id, bad.code))
+            raise
+        index = self.add_object_region(object_id, f"object:{object_id}", box, names)
         for other in merged:
             self.merged.setdefault(other, index)
 
@@ -439,6 +449,13 @@ class _Assembly:
             return _Landing(object_id, self.merged[object_id], MERGED)
         if object_id in self.matched:
             return _Landing(object_id, self.matched[object_id], MATCHED)
+        if object_id in self.quarantined:
+            listed, code = self.quarantined[object_id]
+            raise RecordError(
+                "object_quarantined",
+                f"field '{prefix}object_id': {object_id} is objects.json's object {listed}, "
+                f"which went to quarantine ({code}), so it has no region",
+            )
         box, names = self.box(record, prefix), _names(record, prefix)
         after = len(self.regions)
         for k, other in enumerate(planned):
@@ -515,7 +532,7 @@ class VisualGenomeBuilder(RootedBuilder):
     """`regionkit build vg --root VG/ --images VG/ [--parts regions]`."""
 
     source = "vg"
-    version = "1.0"
+    version = "1.1"  # objects resolved against v1.4 objects.json, never duplicated
     units = ("image", "object", "attribute_object", "relationship", "region")
 
     def __init__(

@@ -82,9 +82,10 @@ def _check_vertices_inside(part: np.ndarray, index: int, height: int, width: int
 def usable_parts(polygons: Any) -> tuple[dict[int, np.ndarray], int]:
     """The parts of a polygon segmentation that enclose area (by position), and how many do not.
 
-    A part with fewer than 3 points (or an odd count of numbers) encloses nothing. cocoapi's
-    `annToRLE` merges every part, so such a part adds nothing to the mask, and ReLA's gRefCOCO
-    loader drops it (`len(poly) % 2 == 0 and len(poly) >= 6`); the object is kept either way.
+    A part with fewer than 3 points encloses nothing: cocoapi's `annToRLE` merges it and it
+    adds no pixel. A part with an odd count of numbers is not a list of points. ReLA's gRefCOCO
+    loader drops both (`len(poly) % 2 == 0 and len(poly) >= 6`), and so does this; the object
+    is kept either way.
     """
     if not isinstance(polygons, (list, tuple)):
         raise MaskError(f"polygon segmentation must be a list, got {type(polygons).__name__}")

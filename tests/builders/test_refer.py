@@ -155,6 +155,11 @@ def test_refclef_lists_of_rle_dicts_read_as_refer_reads_them(refclef):
         type(a["segmentation"]).__name__ for a in instances["annotations"] if a["id"] in used
     )
     assert kinds["list"] > 0 and kinds["dict"] > 0  # refer's list of dicts, and a lone dict
+    assert any(  # and lists of several dicts, whose union the row holds
+        isinstance(a["segmentation"], list) and len(a["segmentation"]) > 1
+        for a in instances["annotations"]
+        if a["id"] in used
+    )
     for row in rows:
         image_id = row["id"].rsplit(":", 1)[1]
         assert row["image_keys"] == [f"saiapr:{image_id}"]

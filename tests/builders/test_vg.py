@@ -12,8 +12,9 @@ import pytest
 from datasets import load_dataset
 
 from regionkit.builders.base import BuilderInputError, Built
+from regionkit.builders.fields import RecordError
 from regionkit.builders.samples.vg import VgSample, add_bad_vg_records, write_vg_sample
-from regionkit.builders.vg import PARTS, VisualGenomeBuilder, _near_duplicate
+from regionkit.builders.vg import PARTS, VisualGenomeBuilder, _Assembly, _near_duplicate
 from regionkit.builders.vg import _iou as builder_iou
 from regionkit.cli import main
 
@@ -552,3 +553,27 @@ def test_cli_help_lists_the_files_and_parts(capsys):
         main(["build", "vg", "--root", ".", "--images", ".", "--out", "x", "--parts", "boxes"])
     assert exit_info.value.code == 2
     assert "unknown part(s) ['boxes']" in capsys.readouterr().err
+
+
+def test_mentions_of_a_quarantined_object_are_quarantined_not_revived():
+    """An objects.json object that fails its checks must not come back as an 'unlisted' region
+    from the box another file gives it: it is listed, and in quarantine."""
+    image = _Assembly(1, 100, 80)
+    flat = {"object_id": 5, "names": ["cat"], "merged_object_ids": [6], "x": 10, "y": 10}
+    with pytest.raises(RecordError) as caught:
+        image.add_object({**flat, "w": 0, "h": 0})
+    assert caught.value.code == "empty_box"
+    image.add_object({"object_id": 7, "names": ["mat"], "x": 0, "y": 40, "w": 90, "h": 30})
+    cat = {"object_id": 5, "name": "cat", "x": 10, "y": 10, "w": 20, "h": 20}
+    for mention in (
+        lambda: image.add_relationship(
+            {"relationship_id": 1, "predicate": "on", "subject": cat, "object": {"object_id": 7}}
+        ),
+        lambda: image.add_attribute_object({**cat, "object_id": 6, "attributes": ["black"]}),
+    ):
+        with pytest.raises(RecordError) as caught:
+            mention()
+        assert caught.value.code == "object_quarantined"
+        assert "objects.json's object 5" in str(caught.value)
+    assert [r["id"] for r in image.regions] == ["object:7"]
+    assert image.relations == [] and not image.adjustments

@@ -297,10 +297,13 @@ def _image_names(dataset: str, image_id: int) -> tuple[str, str]:
 def _rle(
     parts: list[list[float]], width: int, height: int, single: bool
 ) -> list[dict[str, Any]] | dict[str, Any]:
-    """RefCLEF's mask form: a list of one compressed RLE dict, or the `single` dict alone."""
-    rle = mask_api.merge(mask_api.frPyObjects(parts, height, width))
-    compressed = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-    return compressed if single else [compressed]
+    """RefCLEF's mask form: a list of compressed RLE dicts, one per part (refer's `getMask`
+    sums them), or, `single`, one dict of the whole mask as converted copies hold it."""
+    rles = mask_api.frPyObjects(parts, height, width)
+    if single:
+        rles = [mask_api.merge(rles)]
+    compressed = [{"size": [height, width], "counts": r["counts"].decode("ascii")} for r in rles]
+    return compressed[0] if single else compressed
 
 
 def _sentence(rng: random.Random, sent_id: int, category: str) -> dict[str, Any]:
