@@ -163,8 +163,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"writing sample sources (broken records included) under {out / 'sources'}")
     try:
         results = run_demo(out, sources, args.seed, args.ray_address, progress=not args.no_progress)
-    except BuildInterrupted as interrupted:
-        print(f"{interrupted} (rerun `regionkit demo` to build it again)", file=sys.stderr)
+    except (BuildInterrupted, KeyboardInterrupt):
+        print("interrupted: rerun `regionkit demo` to run it again", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(results[0].report.format())
     print("\nevery source (units: in = out + quarantined):")

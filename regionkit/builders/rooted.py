@@ -112,10 +112,13 @@ class RootedBuilder(RegionBuilder):
             missing = [split for split, path in asked.items() if path is None]
             if missing:
                 present = ", ".join(self.present_split_files(*patterns)) or "none"
-                names = " or ".join(p.format(split=missing[0]) for p in patterns)
+                files = "; ".join(
+                    f"{split!r} ({' or '.join(p.format(split=split) for p in patterns)})"
+                    for split in missing
+                )
                 raise BuilderInputError(
-                    f"{self.root}: split {missing[0]!r} asked for with --splits has no file "
-                    f"({names}) under --root; the splits there are: {present}"
+                    f"{self.root}: no file under --root for the split(s) asked for with "
+                    f"--splits: {files}; the splits there are: {present}"
                 )
             return asked
         found = self.present_split_files(*patterns)

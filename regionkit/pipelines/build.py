@@ -36,7 +36,6 @@ from regionkit.builders.base import RegionBuilder, SourceIndex
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.pipelines.card import render_card
 from regionkit.pipelines.out_folder import (
-    PLAN_FILE,
     check_out_folder,
     prepare_out,
     sweep_half_written,
@@ -72,7 +71,7 @@ class BuildInterrupted(Exception):
     def __init__(self, done: int = 0, total: int | None = None) -> None:
         self.done, self.total = done, total
         if total is None:
-            message = "interrupted while reading the source; nothing was written"
+            message = "interrupted before any shard was built; rerun the same command to start"
         else:
             message = (
                 f"interrupted: {done} of {total} shards done; rerun the same command to resume"
@@ -120,11 +119,15 @@ class BuildReport:
     seconds: float
 
     def format(self) -> str:
+        built = (
+            f"{self.rows_built} rows built at {_rate(self.rows_built, self.seconds)} rows/s"
+            if self.shards_built
+            else "nothing to build"
+        )
         lines = [f"built {self.out}"]
         lines.append(
             f"  shards: {self.shards_built} built, {self.shards_skipped} already done "
-            f"(index {self.index_seconds:.1f}s, total {self.seconds:.1f}s, "
-            f"{self.rows_built} rows built at {_rate(self.rows_built, self.seconds)} rows/s)"
+            f"(index {self.index_seconds:.1f}s, total {self.seconds:.1f}s, {built})"
         )
         for split, rows in self.rows_per_split.items():
             lines.append(f"  {split}: {rows} rows")
@@ -142,7 +145,7 @@ class BuildReport:
 
 
 def _rate(count: int, seconds: float) -> str:
-    """`count / seconds` with the digits that matter: 1,765 or 0.41, never a bare 0."""
+    """`count / seconds` with the digits that matter: 1,765, or 0.41 rather than a rounded 0."""
     rate = count / max(seconds, 1e-9)
     return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
 
@@ -163,14 +166,20 @@ def _source_files(builder: RegionBuilder) -> list[dict[str, Any]]:
     ]
 
 
-def _plan(builder: RegionBuilder, shards: list[Shard], files: list[dict[str, Any]]) -> dict:
-    """Everything that determines the output; a resume must find exactly this plan."""
+def _plan_head(builder: RegionBuilder) -> dict[str, Any]:
+    """What a build is, known before indexing: the format, the builder and its arguments."""
     return {
         "format": MANIFEST_FORMAT,
         "source": builder.source,
         "builder_version": builder.version,
         "arguments": builder.arguments(),
-        "source_files": files,
+    }
+
+
+def _plan_body(builder: RegionBuilder, shards: list[Shard]) -> dict[str, Any]:
+    """The rest of the plan: the source files read (hashed) and the shards cut."""
+    return {
+        "source_files": _source_files(builder),
         "shards": {s.name: [s.items[0].key, s.items[-1].key] if s.items else [] for s in shards},
     }
 
@@ -213,11 +222,11 @@ def _run_shards(
 ) -> None:
     """Run `shards` as Ray tasks, writing each result as it lands; raise if any failed.
 
-    On Ctrl-C the shards in flight are cancelled and this process leaves Ray at once: an
-    embedded cluster shuts down with it, so no worker outlives the build; a shared cluster only
-    loses this driver.
+    On Ctrl-C the shards in flight are cancelled and, when this build connected to Ray, it
+    leaves at once: an embedded cluster shuts down with it, so no worker outlives the build; a
+    shared cluster only loses this driver.
     """
-    ensure_ray(options.ray_address)
+    connected_here = ensure_ray(options.ray_address)
     max_in_flight = options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     remote_build = ray.remote(num_cpus=1)(build_shard)
     builder_ref, schema_ref = ray.put(builder), ray.put(ARROW_SCHEMA)
@@ -250,7 +259,8 @@ def _run_shards(
     except KeyboardInterrupt:
         for ref in in_flight:
             ray.cancel(ref, force=True)
-        ray.shutdown()
+        if connected_here:
+            ray.shutdown()
         raise
     finally:
         bar.close()
@@ -289,44 +299,45 @@ def _index_kept_out_of_gc() -> Iterator[None]:
 def run_build(builder: RegionBuilder, options: BuildOptions) -> BuildReport:
     """Index, shard, build the unfinished shards on Ray, then write the manifest and the card.
 
-    Raises `OutFolderRefused` before writing anything when `options.out` cannot take the build,
-    and `BuildInterrupted` on Ctrl-C, after removing half-written files.
+    Raises `OutFolderRefused` when `options.out` cannot take the build (before indexing when
+    the builder or its arguments differ from the build there), and `BuildInterrupted` on
+    Ctrl-C, after removing half-written files.
     """
     started = time.perf_counter()
+    out = options.out.resolve()
     inputs = [builder.image_root(), *{path.parent for path in builder.source_files()}]
-    check_out_folder(options.out, inputs)
+    check_out_folder(out, inputs, _plan_head(builder), options.overwrite)
     try:
         index = builder.index()
         index_seconds = time.perf_counter() - started
-        with _index_kept_out_of_gc():
-            return _build_indexed(builder, index, options, started, index_seconds)
+        shards = make_shards(index, options.items_per_shard, options.shards)
+        plan = {**_plan_head(builder), **_plan_body(builder, shards)}
+        prepare_out(out, plan, options.overwrite)
     except KeyboardInterrupt:
-        raise _interruption(options.out.resolve()) from None
+        raise BuildInterrupted() from None
+    try:
+        with _index_kept_out_of_gc():
+            return _build_planned(builder, index, shards, plan, options, (started, index_seconds))
+    except KeyboardInterrupt:
+        sweep_half_written(out)
+        done = sum(_receipt_path(out, shard).exists() for shard in shards)
+        raise BuildInterrupted(done, len(shards)) from None
 
 
-def _interruption(out: Path) -> BuildInterrupted:
-    """What a Ctrl-C left: half-written files removed, finished shards counted from receipts."""
-    plan_path = out / PLAN_FILE
-    if not plan_path.exists():
-        return BuildInterrupted()
-    sweep_half_written(out)
-    shards = json.loads(plan_path.read_text())["shards"]
-    done = sum((out / "_progress" / f"{name}.json").exists() for name in shards)
-    return BuildInterrupted(done, len(shards))
-
-
-def _build_indexed(
+def _build_planned(
     builder: RegionBuilder,
     index: SourceIndex,
+    shards: list[Shard],
+    plan: dict[str, Any],
     options: BuildOptions,
-    started: float,
-    index_seconds: float,
+    timing: tuple[float, float],
 ) -> BuildReport:
-    out = options.out.resolve()
-    shards = make_shards(index, options.items_per_shard, options.shards)
-    plan = _plan(builder, shards, _source_files(builder))
-    prepare_out(out, plan, options.overwrite)
+    """Build the planned shards not yet done, check the whole, write the manifest and card.
 
+    `timing` is (the build's start on `time.perf_counter`, seconds spent indexing).
+    """
+    started, index_seconds = timing
+    out = options.out.resolve()
     index_stats = BuildStats()
     index_lines = []
     for split, rejected in index.rejected:

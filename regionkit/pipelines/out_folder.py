@@ -26,9 +26,12 @@ class OutFolderRefused(Exception):
     """`--out` cannot take this build; nothing was written to it."""
 
 
-def check_out_folder(out: Path, inputs: list[Path]) -> None:
-    """Refuse an `out` that is one of the build's `inputs` or a non-empty non-build folder."""
-    out = out.resolve()
+def check_out_folder(
+    out: Path, inputs: list[Path], plan_head: dict[str, Any], overwrite: bool
+) -> None:
+    """Refuse, before any work, an `out` that is one of the build's `inputs`, a non-empty
+    folder that is not a build, or (without `overwrite`) a build whose plan starts otherwise
+    than `plan_head` (another builder or other arguments)."""
     for folder in inputs:
         if out == folder.resolve():
             raise OutFolderRefused(
@@ -37,15 +40,30 @@ def check_out_folder(out: Path, inputs: list[Path]) -> None:
             )
     if out.is_file():
         raise OutFolderRefused(f"--out {out} is a file; give a folder")
-    if out.is_dir() and not (out / PLAN_FILE).exists() and any(out.iterdir()):
+    plan_path = out / PLAN_FILE
+    if plan_path.exists():
+        if not overwrite:
+            _refuse_other_build(out, json.loads(plan_path.read_text()), plan_head)
+    elif out.is_dir() and any(out.iterdir()):
         raise OutFolderRefused(
             f"--out {out} holds files and is not a regionkit build, so nothing is written there; "
             "choose a new or empty folder"
         )
 
 
+def _refuse_other_build(out: Path, previous: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Raise when `previous` differs from `plan` in any of the keys `plan` holds."""
+    if any(previous.get(key) != value for key, value in plan.items()):
+        raise OutFolderRefused(
+            f"--out {out} holds a build of other inputs: "
+            + "; ".join(plan_differences(previous, plan))
+            + ". Pass --overwrite to replace it, or choose another --out."
+        )
+
+
 def plan_differences(previous: dict[str, Any], plan: dict[str, Any]) -> list[str]:
-    """What makes `plan` another build than `previous`, in words a user can act on."""
+    """What makes `plan` (whole, or its head) another build than `previous`, in words a user
+    can act on."""
     differences = []
     if previous.get("source") != plan["source"]:
         differences.append(f"source {previous.get('source')!r} is now {plan['source']!r}")
@@ -58,10 +76,10 @@ def plan_differences(previous: dict[str, Any], plan: dict[str, Any]) -> list[str
         if before.get(name) != now.get(name):
             differences.append(f"argument {name!r} was {before.get(name)!r}, is {now.get(name)!r}")
     hashes = {f["path"]: f["sha256"] for f in previous.get("source_files", [])}
-    for file in plan["source_files"]:
+    for file in plan.get("source_files", []):
         if file["path"] in hashes and hashes[file["path"]] != file["sha256"]:
             differences.append(f"source file {file['path']} has changed since")
-    if not differences and previous.get("shards") != plan["shards"]:
+    if not differences and previous.get("shards") != plan.get("shards"):
         differences.append("the shard layout (--items-per-shard or --shards) differs")
     return differences or ["the build format differs"]
 
@@ -76,11 +94,7 @@ def prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> None:
             sweep_half_written(out)
             return
         if not overwrite:
-            raise OutFolderRefused(
-                f"--out {out} holds a build of other inputs: "
-                + "; ".join(plan_differences(previous, plan))
-                + ". Pass --overwrite to replace it, or choose another --out."
-            )
+            _refuse_other_build(out, previous, plan)
     if overwrite:
         for name in OWNED_PATHS:
             path = out / name

@@ -19,20 +19,25 @@ class _QuietTokenNotice(logging.Filter):
         return not record.getMessage().startswith(TOKEN_NOTICE)
 
 
-def ensure_ray(address: str | None = None) -> None:
-    """Connect to Ray once per process.
+QUIET_TOKEN_NOTICE = _QuietTokenNotice()
+
+
+def ensure_ray(address: str | None = None) -> bool:
+    """Connect to Ray once per process; True when this call connected (False when the process
+    already was, e.g. a notebook that called `ray.init` itself).
 
     `address=None` follows Ray's own rule: `RAY_ADDRESS` if set, else a running local cluster,
     else a new embedded one on this machine. A given address (`ray://...` or `host:port`)
     attaches to that cluster; regionkit must be installed on its nodes.
     """
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    logging.getLogger(TOKEN_NOTICE_LOGGER).addFilter(_QuietTokenNotice())
+    logging.getLogger(TOKEN_NOTICE_LOGGER).addFilter(QUIET_TOKEN_NOTICE)
     ray.init(
         address=address,
         include_dashboard=False,
         logging_level=logging.WARNING,
         log_to_driver=True,
     )
+    return True

@@ -73,6 +73,6 @@ class BuildStats:
             Counter({k: v["out"] for k, v in units.items()}),
             Counter({k: v["quarantined"] for k, v in units.items()}),
             Counter(data["quarantine_reasons"]),
-            Counter(data["adjustments"]),
+            Counter(data.get("adjustments", {})),  # absent from receipts of earlier versions
             data["rows"],
         )

@@ -324,7 +324,7 @@ def test_splits_select_files_and_missing_files_are_named(muse_sample, tmp_path):
     assert list(builder.index().items) == ["val"]
     with pytest.raises(
         BuilderInputError,
-        match=r"split 'test_less' .* no file \(muse_test_less\.json or MUSE_test_less\.json\)"
+        match=r"--splits: 'test_less' \(muse_test_less\.json or MUSE_test_less\.json\)"
         r".*the splits there are: train, val",
     ):
         MuseBuilder(muse_sample.root, muse_sample.images, ["test_less"]).index()

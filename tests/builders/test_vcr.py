@@ -163,7 +163,8 @@ def test_splits_default_to_the_files_present_and_can_be_chosen(vcr_sample):
     assert list(builder.index().items) == ["val"]
     assert builder.source_files() == [vcr_sample.root.resolve() / "val.jsonl"]
     with pytest.raises(
-        BuilderInputError, match=r"split 'test' .* no file \(test\.jsonl\).*are: train, val$"
+        BuilderInputError,
+        match=r"--splits: 'test' \(test\.jsonl\); the splits there are: train, val$",
     ):
         VcrBuilder(vcr_sample.root, vcr_sample.images, ["test"]).index()
 

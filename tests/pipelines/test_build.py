@@ -63,6 +63,9 @@ def test_build_writes_a_hub_ready_dataset(ray_cluster, coco_sample, tmp_path):
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlicense: cc-by-4.0\n")
     assert "path: data/val2017-*.parquet" in card and "@inproceedings{lin2014coco" in card
+    adjustments = manifest["counts"]["adjustments"]
+    assert adjustments["polygon_part_dropped"] > 0 and adjustments["mask_covers_no_pixel"] > 0
+    assert f"- `polygon_part_dropped`: {adjustments['polygon_part_dropped']}" in card
     assert inspect_dataset(out).ok
 
 
@@ -74,6 +77,21 @@ def test_a_rerun_builds_nothing_and_changes_nothing(ray_cluster, coco_sample, tm
     report = run_build(builder, _options(out))
     assert (report.shards_built, report.shards_skipped) == (0, 4)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_receipts_from_before_adjustments_were_counted_still_resume(
+    ray_cluster, coco_sample, tmp_path
+):
+    out = tmp_path / "built"
+    builder = CocoBuilder(coco_sample.annotations, coco_sample.images)
+    run_build(builder, _options(out))
+    for receipt in (out / "_progress").glob("val2017-*.json"):
+        data = json.loads(receipt.read_text())
+        del data["stats"]["adjustments"]
+        receipt.write_text(json.dumps(data))
+    report = run_build(builder, _options(out))
+    assert (report.shards_built, report.stats.adjustments) == (0, {})
+    assert "nothing to build" in report.format()
 
 
 def test_a_damaged_shard_is_rebuilt(ray_cluster, coco_sample, tmp_path):

@@ -17,9 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
+from regionkit.builders.coco import CocoBuilder
 from regionkit.builders.samples.coco import write_coco_sample
 from regionkit.cli import main
+from regionkit.pipelines import build as build_module
+from regionkit.pipelines.build import BuildInterrupted, BuildOptions, run_build
 
 from .test_resume import WAIT_SECONDS, _release
 
@@ -97,3 +101,43 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(ray_cluster, tmp_path, capsys)
     capsys.readouterr()
     assert main([*arguments, "--ray-address", ray_cluster, "--no-progress"]) == 0
     assert f"shards: 1 built, {SHARDS - 1} already done" in capsys.readouterr().out
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_indexing_leaves_an_earlier_build_untouched(
+    ray_cluster, coco_sample, tmp_path, monkeypatch
+):
+    out = tmp_path / "built"
+    builder = CocoBuilder(coco_sample.annotations, coco_sample.images)
+    run_build(builder, BuildOptions(out, shards=4, progress=False))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setattr(CocoBuilder, "index", _interrupt)
+    with pytest.raises(BuildInterrupted, match="before any shard was built") as caught:
+        run_build(builder, BuildOptions(out, shards=4, progress=False))
+    assert caught.value.total is None
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_ctrl_c_in_a_process_that_brought_its_own_ray_leaves_that_ray_running(
+    ray_cluster, coco_sample, tmp_path, monkeypatch
+):
+    """A notebook that called ray.init keeps its session: only a Ray the build connected to
+    itself is shut down on Ctrl-C."""
+    out = tmp_path / "built"
+    builder = CocoBuilder(coco_sample.annotations, coco_sample.images)
+    monkeypatch.setattr(build_module, "_write_result", _interrupt)
+    with pytest.raises(BuildInterrupted) as caught:
+        run_build(builder, BuildOptions(out, shards=4, progress=False))
+    assert (caught.value.done, caught.value.total) == (0, 4)
+    assert ray.is_initialized()
+    assert not list(out.rglob("*.tmp-*"))
+
+
+def test_ctrl_c_in_the_demo_is_one_line_and_exit_130(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("regionkit.pipelines.demo.run_demo", _interrupt)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert err == "interrupted: rerun `regionkit demo` to run it again\n"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from regionkit.builders.coco import CocoBuilder
 from regionkit.builders.samples.refer import write_refer_sample
 from regionkit.cli import main
 
@@ -44,14 +47,16 @@ def test_a_folder_with_other_files_is_refused_untouched(coco_sample, tmp_path, c
 
 
 def test_a_build_of_other_inputs_is_refused_saying_what_differs(
-    ray_cluster, coco_sample, tmp_path, capsys
+    ray_cluster, coco_sample, tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "built"
     assert main(_coco(coco_sample, out, "--ray-address", ray_cluster)) == 0
     built = _tree(out)
     capsys.readouterr()
 
-    assert main(_coco(coco_sample, out, "--split", "minival")) == 2
+    with monkeypatch.context() as patch:  # another argument is refused before any indexing
+        patch.setattr(CocoBuilder, "index", lambda self: pytest.fail("indexed"))
+        assert main(_coco(coco_sample, out, "--split", "minival")) == 2
     error = capsys.readouterr().err
     assert "holds a build of other inputs: argument 'split' was 'val2017', is 'minival'" in error
     assert "--overwrite" in error
