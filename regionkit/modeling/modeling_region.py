@@ -81,19 +81,6 @@ __all__ = [
 ]
 
 
-HEADLESS_ONLY_FIELDS = frozenset({"last_hidden_state", "decoder_features"})
-"""Fields of ``RegionModelOutputWithPast`` that the LM head's output replaces or does not carry."""
-
-
-def _holds_cached_tokens(kwargs: dict[str, Any]) -> bool:
-    """Whether a KV cache among the language-model arguments already holds tokens.
-
-    Found by type, not by name: transformers renames the argument (``past_key_values`` became
-    ``cache``) and the model only needs to know whether this step continues a sequence.
-    """
-    return any(isinstance(v, Cache) and v.get_seq_length() > 0 for v in kwargs.values())
-
-
 @dataclass
 class RegionModelOutputWithPast(PerceptionLMModelOutputWithPast):
     """``PerceptionLMModelOutputWithPast`` plus the pixel decoder's inputs.
@@ -148,6 +135,19 @@ class RegionGenerateOutput(ModelOutput):
     pred_masks: list[Tensor] | None = None
     target_positions: list[Tensor] | None = None
     generation: ModelOutput | None = None
+
+
+HEADLESS_ONLY_FIELDS = frozenset({"last_hidden_state", "decoder_features"})
+"""Fields of ``RegionModelOutputWithPast`` that the LM head's output replaces or does not carry."""
+
+
+def _holds_cached_tokens(kwargs: dict[str, Any]) -> bool:
+    """Whether a KV cache among the language-model arguments already holds tokens.
+
+    Found by type, not by name: transformers renames the argument (``past_key_values`` became
+    ``cache``) and the model only needs to know whether this step continues a sequence.
+    """
+    return any(isinstance(v, Cache) and v.get_seq_length() > 0 for v in kwargs.values())
 
 
 class RegionPreTrainedModel(PerceptionLMPreTrainedModel):
