@@ -14,6 +14,7 @@ are continuous pixel coordinates where pixel (i, j) covers [i, i+1) x [j, j+1).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,27 +61,38 @@ def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
     return points
 
 
-def _check_vertices_inside(part: np.ndarray, index: int, height: int, width: int) -> None:
-    """Refuse a vertex far outside the image: pycocotools rasterises the whole polygon first, so
-    a vertex at 1e9 costs minutes before the clip, and such a polygon is not of this image."""
+def _checked_part(part: Any, index: int, height: int, width: int) -> Sequence[float]:
+    """A usable part's flat coordinates, refused when not finite or far outside the image.
+
+    A vertex far outside costs pycocotools minutes (it rasterises the whole polygon before the
+    clip) and says the polygon is not of this image. Plain Python on the flat list: parts are
+    short, and this runs once per polygon part of every source.
+    """
+    try:
+        finite = math.isfinite(sum(part))
+    except (TypeError, OverflowError):
+        raise MaskError(f"polygon part {index} must hold numbers", MALFORMED) from None
+    if not finite:
+        raise MaskError(f"polygon part {index} has a non-finite coordinate", MALFORMED)
     xs, ys = part[0::2], part[1::2]
-    outside = (
-        (xs < -BBOX_TOLERANCE_PX)
-        | (ys < -BBOX_TOLERANCE_PX)
-        | (xs > width + BBOX_TOLERANCE_PX)
-        | (ys > height + BBOX_TOLERANCE_PX)
-    )
-    if outside.any():
-        first = int(np.argmax(outside))
+    slack = BBOX_TOLERANCE_PX
+    if min(xs) < -slack or min(ys) < -slack or max(xs) > width + slack or max(ys) > height + slack:
+        first = next(
+            k
+            for k, (x, y) in enumerate(zip(xs, ys, strict=True))
+            if x < -slack or y < -slack or x > width + slack or y > height + slack
+        )
         raise MaskError(
             f"polygon part {index} has the vertex ({xs[first]:g}, {ys[first]:g}) outside the "
-            f"{width}x{height} image by more than {BBOX_TOLERANCE_PX:g} px",
+            f"{width}x{height} image by more than {slack:g} px",
             "polygon_outside_image",
         )
+    return part
 
 
-def usable_parts(polygons: Any) -> tuple[dict[int, np.ndarray], int]:
-    """The parts of a polygon segmentation that enclose area (by position), and how many do not.
+def usable_parts(polygons: Any) -> tuple[dict[int, Sequence[float]], int]:
+    """The parts of a polygon segmentation that enclose area (by position, flat), and how many
+    do not.
 
     A part with fewer than 3 points encloses nothing: cocoapi's `annToRLE` merges it and it
     adds no pixel. A part with an odd count of numbers is not a list of points. ReLA's gRefCOCO
@@ -93,18 +105,22 @@ def usable_parts(polygons: Any) -> tuple[dict[int, np.ndarray], int]:
         raise MaskError(
             "polygon segmentation must be a list of parts, got a flat list of numbers", MALFORMED
         )
-    parts = [flatten_polygon(part) for part in polygons]
+    parts = [_flat(part) for part in polygons]
     usable = {i: part for i, part in enumerate(parts) if len(part) >= 6 and len(part) % 2 == 0}
     return usable, len(parts) - len(usable)
 
 
-def _rasterise(parts: dict[int, np.ndarray], height: int, width: int) -> RLE:
+def _flat(part: Any) -> Sequence[float]:
+    """A part as flat `[x1, y1, ...]`: COCO's flat lists as they are, VCR's pairs flattened."""
+    if isinstance(part, list) and (not part or not isinstance(part[0], (list, tuple))):
+        return part
+    return flatten_polygon(part).tolist()
+
+
+def _rasterise(parts: dict[int, Sequence[float]], height: int, width: int) -> RLE:
     """Usable polygon parts (by their position in the segmentation) -> one compressed RLE."""
-    for index, part in parts.items():
-        if not np.isfinite(part).all():
-            raise MaskError(f"polygon part {index} has a non-finite coordinate", MALFORMED)
-        _check_vertices_inside(part, index, height, width)
-    rles = mask_api.frPyObjects(list(parts.values()), height, width)
+    checked = [_checked_part(part, index, height, width) for index, part in parts.items()]
+    rles = mask_api.frPyObjects(checked, height, width)
     return normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
 
 
@@ -130,52 +146,63 @@ def _check_size(rle: RLE, height: int, width: int) -> None:
         )
 
 
-def compressed_counts(text: str | bytes) -> list[int]:
+def compressed_counts(text: str | bytes) -> np.ndarray:
     """The run lengths a compressed RLE string holds, or `MaskError` if it is not one.
 
     The string packs each run in 5-bit groups (characters 48..111, bit 5 = more follows, bit 4 of
     the last group = sign) and stores runs from the fourth on as the difference to the run two
     before. pycocotools decodes these without any check, so a corrupt string would silently give
     a mask of the wrong area (or read past its buffer); decoding here lets us check the total.
+    Vectorised: crowd masks hold thousands of runs.
     """
     if isinstance(text, str):
         if not text.isascii():
             raise MaskError("compressed RLE counts hold a character that is not ASCII")
         text = text.encode("ascii")
-    data = text
-    counts: list[int] = []
-    position = 0
-    while position < len(data):
-        value, shift, more = 0, 0, True
-        while more:
-            if position == len(data):
-                raise MaskError("compressed RLE counts end in the middle of a run")
-            group = data[position] - 48
-            if not 0 <= group < 64:
-                raise MaskError(
-                    f"compressed RLE counts hold {chr(data[position])!r}, outside '0'..'o'"
-                )
-            value |= (group & 0x1F) << shift
-            more = bool(group & 0x20)
-            position += 1
-            shift += 5
-            if not more and group & 0x10:
-                value |= -1 << shift
-            if shift > 5 * MAX_RUN_CHARS:
-                raise MaskError(
-                    f"compressed RLE counts write a run in more than {MAX_RUN_CHARS} characters"
-                )
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
+    if not text:
+        return np.zeros(0, dtype=np.int64)
+    groups = np.frombuffer(text, dtype=np.uint8).astype(np.int64) - 48
+    outside = (groups < 0) | (groups >= 64)
+    if outside.any():
+        bad = text[int(np.argmax(outside))]
+        raise MaskError(f"compressed RLE counts hold {chr(bad)!r}, outside '0'..'o'")
+    more = (groups & 0x20) != 0
+    if more.size and more[-1]:
+        raise MaskError("compressed RLE counts end in the middle of a run")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.size and lengths.max() > MAX_RUN_CHARS:
+        raise MaskError(
+            f"compressed RLE counts write a run in more than {MAX_RUN_CHARS} characters"
+        )
+    shifts = 5 * (np.arange(groups.size) - np.repeat(starts, lengths))
+    values = np.add.reduceat((groups & 0x1F) << shifts, starts)
+    negative = (groups[ends] & 0x10) != 0
+    values = values - np.where(negative, np.left_shift(1, 5 * lengths), 0)
+    counts = values.copy()  # runs from the fourth on are deltas to the run two before
+    counts[1::2] = np.cumsum(values[1::2])
+    counts[2::2] = np.cumsum(values[2::2])
     return counts
 
 
-def _check_counts(counts: list[int], height: int, width: int, kind: str) -> None:
-    if any(c < 0 for c in counts):
+def _check_counts(counts: np.ndarray, height: int, width: int, kind: str) -> None:
+    if counts.size and counts.min() < 0:
         raise MaskError(f"{kind} RLE counts hold a negative run")
-    if sum(counts) != height * width:
-        raise MaskError(f"{kind} RLE counts sum to {sum(counts)}, not h*w = {height * width}")
+    total = int(counts.sum())
+    if total != height * width:
+        raise MaskError(f"{kind} RLE counts sum to {total}, not h*w = {height * width}")
+
+
+def _integer_counts(counts: list[Any]) -> np.ndarray:
+    """An uncompressed RLE's runs as integers; `MaskError` for anything else (bools included)."""
+    try:
+        array = np.asarray(counts)
+    except (ValueError, TypeError):  # ragged or odd contents
+        array = np.asarray([], dtype=object)
+    if counts and array.dtype.kind not in "iu":
+        raise MaskError("uncompressed RLE counts must be integers")
+    return array.astype(np.int64)
 
 
 def rle_from_dict(rle: RLE, height: int, width: int) -> RLE:
@@ -185,9 +212,7 @@ def rle_from_dict(rle: RLE, height: int, width: int) -> RLE:
     _check_size(rle, height, width)
     counts = rle["counts"]
     if isinstance(counts, list):
-        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-            raise MaskError("uncompressed RLE counts must be integers")
-        _check_counts(counts, height, width, "uncompressed")
+        _check_counts(_integer_counts(counts), height, width, "uncompressed")
         return normalize_rle(mask_api.frPyObjects(rle, height, width))
     if isinstance(counts, (str, bytes)):
         _check_counts(compressed_counts(counts), height, width, "compressed")

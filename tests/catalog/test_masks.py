@@ -146,7 +146,7 @@ def test_compressed_counts_are_the_run_lengths_pycocotools_encoded():
         if flat[0] == 1:
             runs = [0, *runs]  # counts always start with a (possibly empty) run of zeros
         encoded = mask_api.encode(np.asfortranarray(mask))["counts"]
-        assert compressed_counts(encoded) == runs
+        assert compressed_counts(encoded).tolist() == runs
 
 
 def test_parts_of_fewer_than_three_points_are_dropped_and_counted():
