@@ -36,7 +36,8 @@ from rss import run_measured  # a sibling script: the script's folder is on sys.
 
 from regionkit.builders.base import RegionBuilder
 from regionkit.builders.files import paused_gc
-from regionkit.pipelines.build import BuildOptions, BuildReport, run_build
+from regionkit.pipelines.build import BuildOptions, run_build
+from regionkit.pipelines.report import BuildReport
 
 MB = 1_000_000
 

@@ -52,6 +52,21 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
         help="shards submitted at once (default: twice the cluster's CPUs)",
     )
     group.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="reruns of a shard whose Ray worker, node or result was lost (default 2); an error "
+        "in the data or the code is not retried",
+    )
+    group.add_argument(
+        "--shard-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop and report a shard still running this long after it was submitted "
+        "(default: no limit)",
+    )
+    group.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing build of different inputs in --out (a build of the same "
@@ -88,6 +103,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 shards=args.shards,
                 ray_address=args.ray_address,
                 max_in_flight=args.max_in_flight,
+                retries=args.retries,
+                shard_timeout=args.shard_timeout,
                 overwrite=args.overwrite,
                 progress=not args.no_progress,
                 name=args.name,

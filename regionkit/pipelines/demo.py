@@ -22,9 +22,10 @@ from regionkit.builders.samples.muse import add_bad_muse_records, write_muse_sam
 from regionkit.builders.samples.refer import add_bad_refer_records, write_refer_sample
 from regionkit.builders.samples.vcr import add_bad_vcr_records, write_vcr_sample
 from regionkit.builders.samples.vg import add_bad_vg_records, write_vg_sample
-from regionkit.pipelines.build import BuildOptions, BuildReport, run_build
+from regionkit.pipelines.build import BuildOptions, run_build
 from regionkit.pipelines.inspect import inspect_dataset
 from regionkit.pipelines.preview import render_preview
+from regionkit.pipelines.report import BuildReport
 
 
 def _refer_writer(dataset: str) -> Callable[[Path, int], Any]:

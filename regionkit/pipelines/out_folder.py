@@ -65,16 +65,23 @@ def plan_differences(previous: dict[str, Any], plan: dict[str, Any]) -> list[str
     """What makes `plan` (whole, or its head) another build than `previous`, in words a user
     can act on."""
     differences = []
-    if previous.get("source") != plan["source"]:
-        differences.append(f"source {previous.get('source')!r} is now {plan['source']!r}")
-    if previous.get("builder_version") != plan["builder_version"]:
+    if previous.get("source") != plan.get("source"):
+        differences.append(f"source {previous.get('source')!r} is now {plan.get('source')!r}")
+    if previous.get("builder_version") != plan.get("builder_version"):
         differences.append(
-            f"builder version {previous.get('builder_version')} is now {plan['builder_version']}"
+            f"builder version {previous.get('builder_version')} is now "
+            f"{plan.get('builder_version')}"
         )
-    before, now = previous.get("arguments", {}), plan["arguments"]
+    before, now = previous.get("arguments", {}), plan.get("arguments", {})
     for name in sorted(set(before) | set(now)):
         if before.get(name) != now.get(name):
             differences.append(f"argument {name!r} was {before.get(name)!r}, is {now.get(name)!r}")
+    if previous.get("name") != plan.get("name"):
+        differences.append(f"the pipeline {previous.get('name')!r} is now {plan.get('name')!r}")
+    if previous.get("steps") != plan.get("steps"):
+        differences.append(
+            f"the steps were {_steps(previous.get('steps'))}, are {_steps(plan.get('steps'))}"
+        )
     hashes = {f["path"]: f["sha256"] for f in previous.get("source_files", [])}
     for file in plan.get("source_files", []):
         if file["path"] in hashes and hashes[file["path"]] != file["sha256"]:
@@ -82,6 +89,11 @@ def plan_differences(previous: dict[str, Any], plan: dict[str, Any]) -> list[str
     if not differences and previous.get("shards") != plan.get("shards"):
         differences.append("the shard layout (--items-per-shard or --shards) differs")
     return differences or ["the build format differs"]
+
+
+def _steps(steps: list[dict[str, Any]] | None) -> str:
+    """`validate 1, write 1`: steps with their versions (parameters are in the plan file)."""
+    return ", ".join(f"{step['name']} {step['version']}" for step in steps or []) or "none"
 
 
 def prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> None:

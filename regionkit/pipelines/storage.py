@@ -13,10 +13,15 @@ TMP_MARKER = ".tmp-"
 """Temporary files are `.<name>.tmp-<pid>`: hidden, never matching a final name, swept on resume."""
 
 
+def temporary_path(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place: hidden, this process's own."""
+    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}")
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see either nothing or the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}")
+    tmp = temporary_path(path)
     with tmp.open("wb") as f:
         f.write(data)
         f.flush()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from regionkit.builders.base import Built, RegionBuilder, Rejected
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
-from regionkit.pipelines.shard_build import build_shard
+from regionkit.pipelines.build import builder_pipeline
+from regionkit.pipelines.shard_run import run_shard
 from regionkit.pipelines.sharding import make_shards
 
 
@@ -58,16 +60,21 @@ def build_through_shards(
     for rejected in quarantined:
         stats.update({f"in_{k}": v for k, v in rejected.units.items()})
         stats.update({f"q_{k}": v for k, v in rejected.units.items()})
-    for shard in make_shards(index, items_per_shard=items_per_shard):
-        result = build_shard(builder, shard, ARROW_SCHEMA)
-        quarantined += [
-            Rejected(**{k: v for k, v in q.items() if k != "split"}) for q in result.quarantine
-        ]
-        stats.update({f"in_{k}": v for k, v in result.stats.units_in.items()})
-        stats.update({f"out_{k}": v for k, v in result.stats.units_out.items()})
-        stats.update({f"q_{k}": v for k, v in result.stats.units_quarantined.items()})
-        stats.update({f"adj_{k}": v for k, v in result.stats.adjustments.items()})
-    return quarantined, stats
+    pipeline = builder_pipeline(builder)
+    with tempfile.TemporaryDirectory() as out:
+        for shard in make_shards(index, items_per_shard=items_per_shard):
+            receipt = run_shard(pipeline, shard, Path(out))
+            if receipt["quarantine_file"]:
+                lines = (Path(out) / receipt["quarantine_file"]).read_text().splitlines()
+                quarantined += [
+                    Rejected(**{k: v for k, v in json.loads(line).items() if k != "split"})
+                    for line in lines
+                ]
+            for kind, counts in receipt["stats"]["units"].items():
+                stats.update({f"in_{kind}": counts["in"], f"out_{kind}": counts["out"]})
+                stats.update({f"q_{kind}": counts["quarantined"]})
+            stats.update({f"adj_{k}": v for k, v in receipt["stats"]["adjustments"].items()})
+    return quarantined, +stats
 
 
 def cli_build(source: str, sample: Any, out: Path, *options: str) -> int:

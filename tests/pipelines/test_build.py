@@ -12,11 +12,10 @@ from datasets import load_dataset
 from regionkit.builders.base import Built, Rejected, WorkItem
 from regionkit.builders.coco import CocoBuilder
 from regionkit.builders.samples.coco import add_bad_coco_records
-from regionkit.catalog.schema import ARROW_SCHEMA
-from regionkit.pipelines.build import BuildOptions, run_build
+from regionkit.pipelines.build import BuildOptions, builder_pipeline, run_build
 from regionkit.pipelines.inspect import inspect_dataset
 from regionkit.pipelines.out_folder import OutFolderRefused
-from regionkit.pipelines.shard_build import build_shard
+from regionkit.pipelines.shard_run import run_shard
 from regionkit.pipelines.sharding import make_shards, shard_count
 from regionkit.pipelines.storage import sha256_file
 
@@ -132,11 +131,11 @@ class _LosingBuilder(CocoBuilder):
             yield outcome
 
 
-def test_an_input_lost_by_a_builder_fails_the_shard(coco_sample):
+def test_an_input_lost_by_a_builder_fails_the_shard(coco_sample, tmp_path):
     builder = _LosingBuilder(coco_sample.annotations, coco_sample.images)
     shard = make_shards(builder.index())[0]
     with pytest.raises(RuntimeError, match="lost track of inputs"):
-        build_shard(builder, shard, ARROW_SCHEMA)
+        run_shard(builder_pipeline(builder), shard, tmp_path)
 
 
 @pytest.mark.parametrize(
