@@ -4,8 +4,11 @@ Reads `instances_<split>.json` as cocodataset.org ships it. Polygons may have se
 crowd instances carry uncompressed RLE, converted files may carry compressed RLE; all become one
 compressed RLE per region. The region box is the stored `bbox` (xywh -> xyxy, clipped to the
 image), the box detection and REC benchmarks score against; it only has to agree roughly with
-the mask (`regions.boxed_region`). Reading and checking the file and turning annotations into
-regions is shared with the refer builders (`instances.py`).
+the mask (`regions.boxed_region`).
+
+The driver streams the file (`instances.index_instances`) and keeps, per image, only where its
+annotations are: workers read those bytes back and check each record, so planning stays cheap
+and bounded in memory as the file grows, and the per-record work runs in parallel.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from regionkit.builders.base import (
     SourceIndex,
     WorkItem,
 )
-from regionkit.builders.fields import RecordError
+from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import ImagePathError, checked_image
-from regionkit.builders.instances import annotation_region, read_instances
+from regionkit.builders.instances import annotation_region, index_instances
+from regionkit.builders.json_spans import read_spans
 
 SPLIT_FROM_FILENAME = re.compile(r"instances_(\w+)\.json$")
 
@@ -88,32 +92,27 @@ class CocoBuilder(RegionBuilder):
 
     def index(self) -> SourceIndex:
         self.require_file(self.annotations, "a COCO instances file (annotations/instances_*.json)")
-        instances = read_instances(self.annotations)
+        instances = index_instances(self.annotations)
         index = SourceIndex()
         for problem in instances.problems:
-            index.reject(self.split, problem.rejected(instances.file))
-        for image_id, anns in sorted(instances.annotations_by_image().items()):
+            index.reject(self.split, problem.rejected(self.annotations.name))
+        for image_id, image in sorted(instances.images.items()):
+            spans = instances.spans.get(image_id, [])
             index.add(
                 WorkItem(
                     split=self.split,
                     key=str(image_id),
-                    payload={
-                        "image": instances.images[image_id],
-                        "annotations": anns,
-                        "categories": {
-                            a["id"]: instances.categories[a["category_id"]] for a in anns
-                        },
-                    },
-                    units={"image": 1, "annotation": len(anns)},
+                    payload={"image": image, "spans": spans, "categories": instances.categories},
+                    units={"image": 1, "annotation": len(spans)},
                 )
             )
         return index
 
     def build_item(self, item: WorkItem) -> Iterator[Built | Rejected]:
-        image = item.payload["image"]
-        anns = item.payload["annotations"]
+        image, spans = item.payload["image"], item.payload["spans"]
         file = self.annotations.name
         width, height = image["width"], image["height"]
+        anns = read_spans(self.annotations, [(offset, length) for _, offset, length, _ in spans])
         try:
             path, _ = checked_image(self.images, image["file_name"], (width, height))
         except ImagePathError as error:
@@ -122,21 +121,23 @@ class CocoBuilder(RegionBuilder):
                 error.code,
                 f"{file}: image {image['id']} ({image['file_name']}): {error}",
                 item.units,
-                {"image": image, "annotations": anns},
+                {"image": image, "annotations": list(anns)},
                 file,
             )
             return
 
+        categories = item.payload["categories"]
         regions, adjustments = [], Counter()
-        for ann in anns:
-            category = item.payload["categories"][ann["id"]]
+        for (_, _, _, position), ann in zip(spans, anns, strict=True):
             try:
+                category = _category(ann, categories)
                 regions.append(annotation_region(ann, category, width, height, adjustments))
             except RecordError as error:
                 yield Rejected(
                     f"annotation {ann['id']}",
                     error.code,
-                    f"{file}: annotation {ann['id']} (image {ann['image_id']}): {error}",
+                    f"{file}: annotations[{position}] (annotation {ann['id']}, image "
+                    f"{ann['image_id']}): {error}",
                     {"annotation": 1},
                     ann,
                     file,
@@ -154,3 +155,15 @@ class CocoBuilder(RegionBuilder):
             {"image": 1, "annotation": len(regions)},
             adjustments,
         )
+
+
+def _category(ann: dict[str, Any], categories: dict[int, str]) -> str:
+    """The name of the annotation's category, or `RecordError` when it has none usable."""
+    problem = field_problem(ann, {"category_id": int})
+    if problem is not None:
+        raise RecordError("malformed_annotation", problem)
+    if ann["category_id"] not in categories:
+        raise RecordError(
+            "unknown_category", f"field 'category_id': {ann['category_id']} is not in 'categories'"
+        )
+    return categories[ann["category_id"]]

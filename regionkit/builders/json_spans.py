@@ -1,10 +1,12 @@
 """Streaming a file whose top level is one huge JSON list: each element with its byte span.
 
 Visual Genome ships gigabyte JSON lists (`region_descriptions.json`, `relationships.json`, ...)
-that parse to 5-10 times their size as Python objects. `iter_list_spans` walks such a file in
-fixed-size chunks and yields every element with its byte `offset` and `length`, so a driver can
-keep only what it needs (ids, counts, spans) while memory stays at about one chunk plus one
-element; `read_span` later parses one element's exact bytes on a worker.
+and COCO an object of lists (`instances_train2017.json`: `images`, `annotations`, ...), which
+parse to 5-10 times their size as Python objects. `iter_list_spans` (a top-level list) and
+`iter_object_spans` (a top-level object) walk such a file in fixed-size chunks and yield every
+element with its byte `offset` and `length`, so a driver can keep only what it needs (ids,
+counts, spans) while memory stays at about one chunk plus one element; `read_span` later parses
+one element's exact bytes on a worker.
 
 How an element's end is found without a Python-level tokenizer (which would crawl at a few
 MB/s): JSON's grammar is deterministic, so a byte range that starts at an element and parses as
@@ -19,7 +21,7 @@ soon is doubled, and a real syntax error is reported with its byte offset.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -72,12 +74,13 @@ def _describe(byte: int) -> str:
     return repr(chr(byte)) if 0x20 <= byte < 0x7F else f"byte 0x{byte:02x}"
 
 
-class _ListReader:
-    """Cursor over a JSON list in `file`: `buffer[pos]` is file byte `base + pos`."""
+class _Reader:
+    """Cursor over a JSON file: `buffer[pos]` is file byte `base + pos`."""
 
-    def __init__(self, file: BinaryIO, path: Path, chunk_size: int) -> None:
+    def __init__(self, file: BinaryIO, path: Path, chunk_size: int, shape: str = "list") -> None:
         self.file = file
         self.path = path
+        self.shape = shape
         self.chunk_size = chunk_size
         self.buffer = b""
         self.base = 0
@@ -89,7 +92,7 @@ class _ListReader:
 
     def error(self, message: str) -> BuilderInputError:
         return BuilderInputError(
-            f"{self.path}: not a complete JSON list: {message}; "
+            f"{self.path}: not a complete JSON {self.shape}: {message}; "
             "the file may be truncated or corrupt, download it again"
         )
 
@@ -112,18 +115,72 @@ class _ListReader:
                 return None
 
     def elements(self) -> Iterator[Span]:
-        """Every element of the list, in order, then a check that nothing follows the list."""
+        """Every element of the top-level list, in order, then a check that nothing follows."""
         first = self.skip_whitespace()
         if first is None:
             raise self.error("the file is empty")
         if first != ord("["):
             raise self.error(f"the top level is not a list (it starts with {_describe(first)})")
+        yield from self.list_elements("the list")
+        self.check_end("the list")
+
+    def members(self, lists: frozenset[str]) -> Iterator[tuple[str, Span | None]]:
+        """The top-level object's members in order (see `iter_object_spans`), then a check
+        that nothing follows."""
+        first = self.skip_whitespace()
+        if first is None:
+            raise self.error("the file is empty")
+        if first != ord("{"):
+            raise self.error(f"the top level is not an object (it starts with {_describe(first)})")
+        self.pos += 1
+        after = self.skip_whitespace()
+        while after != ord("}"):
+            if after != ord('"'):
+                raise self.error(
+                    f"expected a key at byte {self.base + self.pos}, found "
+                    f"{'the end of the file' if after is None else _describe(after)}"
+                )
+            key, length = self.element(0)
+            self.pos += length
+            if self.skip_whitespace() != ord(":"):
+                raise self.error(f"expected ':' after the key {key!r}")
+            self.pos += 1
+            opening = self.skip_whitespace()
+            if key in lists:
+                if opening != ord("["):
+                    raise self.error(f"the value of {key!r} is not a list")
+                yield key, None
+                for span in self.list_elements(f"{key!r}"):
+                    yield key, span
+            else:
+                if opening is None:
+                    raise self.error(f"the file ends before the value of {key!r}")
+                offset = self.base + self.pos
+                value, length = self.element(0)
+                self.pos += length
+                yield key, Span(offset, length, value)
+            after = self.skip_whitespace()
+            if after == ord(","):
+                self.pos += 1
+                after = self.skip_whitespace()
+            elif after not in (ord("}"), None):
+                raise self.error(
+                    f"expected ',' or '}}' after {key!r} at byte {self.base + self.pos}, "
+                    f"found {_describe(after)}"
+                )
+            if after is None:
+                raise self.error("the file ends inside the top-level object")
+        self.pos += 1
+        self.check_end("the top-level object")
+
+    def list_elements(self, what: str) -> Iterator[Span]:
+        """The elements of the list whose `[` is at the cursor; the cursor ends after its `]`."""
         self.pos += 1
         number = 0
         after = self.skip_whitespace()
         while after != ord("]"):
             if after is None:
-                raise self.error(f"the file ends inside the list, before element {number}")
+                raise self.error(f"the file ends inside {what}, before element {number}")
             offset = self.base + self.pos
             value, length = self.element(number)
             yield Span(offset, length, value)
@@ -143,10 +200,13 @@ class _ListReader:
                     f"{self.base + self.pos}, found {_describe(after)}"
                 )
         self.pos += 1
+
+    def check_end(self, what: str) -> None:
+        """Nothing but whitespace may follow the top-level value."""
         trailing = self.skip_whitespace()
         if trailing is not None:
             raise self.error(
-                f"{_describe(trailing)} after the end of the list at byte {self.base + self.pos}"
+                f"{_describe(trailing)} after the end of {what} at byte {self.base + self.pos}"
             )
 
     def element(self, number: int) -> tuple[Any, int]:
@@ -272,7 +332,24 @@ def iter_list_spans(path: Path, chunk_size: int = CHUNK_SIZE) -> Iterator[Span]:
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     with open(path, "rb") as file:
-        yield from _ListReader(file, Path(path), chunk_size).elements()
+        yield from _Reader(file, Path(path), chunk_size).elements()
+
+
+def iter_object_spans(
+    path: Path, lists: frozenset[str], chunk_size: int = CHUNK_SIZE
+) -> Iterator[tuple[str, Span | None]]:
+    """The members of the JSON object in `path`, in file order, as (key, span).
+
+    A key in `lists` (COCO's `images`, `annotations`) must hold a list: it gives `(key, None)`
+    where the list starts (so an empty list is seen too), then one span per element. Any other
+    key gives one span of its whole value (`info`, `categories`). Memory stays at about
+    `chunk_size` plus the largest element or other value. Raises `BuilderInputError` naming the
+    file and the byte offset when it is not one complete object or a listed key is no list.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    with open(path, "rb") as file:
+        yield from _Reader(file, Path(path), chunk_size, "object").members(lists)
 
 
 def read_span(path: Path, offset: int, length: int) -> Any:
@@ -287,3 +364,18 @@ def read_span(path: Path, offset: int, length: int) -> Any:
             f"{path}: the {length} bytes at offset {offset} are no longer one JSON value "
             f"({error.msg}); the file changed after it was indexed, rebuild"
         ) from None
+
+
+def read_spans(path: Path, spans: Iterable[tuple[int, int]]) -> Iterator[Any]:
+    """Parse each (offset, length) span of `path` in turn, through one open file."""
+    with open(path, "rb") as file:
+        for offset, length in spans:
+            file.seek(offset)
+            data = file.read(length)
+            try:
+                yield orjson.loads(data)
+            except orjson.JSONDecodeError as error:
+                raise BuilderInputError(
+                    f"{path}: the {length} bytes at offset {offset} are no longer one JSON "
+                    f"value ({error.msg}); the file changed after it was indexed, rebuild"
+                ) from None

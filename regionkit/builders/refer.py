@@ -33,6 +33,7 @@ Annotations no ref refers to are not inputs of these datasets and are not counte
 from __future__ import annotations
 
 import argparse
+import contextlib
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -115,12 +116,12 @@ class ReferringBuilder(RootedBuilder):
 
     def index(self) -> SourceIndex:
         instances_path, refs_path = self.source_files()
-        instances = read_instances(instances_path)
         refs = self.read_refs(refs_path)
         if not isinstance(refs, list):
             raise BuilderInputError(
                 f"{refs_path}: top level is a {type(refs).__name__}, not a list of refs"
             )
+        instances = read_instances(instances_path, self._referenced(refs))
         index = SourceIndex()
         groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
         found: set[str] = set()
@@ -140,6 +141,17 @@ class ReferringBuilder(RootedBuilder):
         for (split, image_id), group in sorted(groups.items()):
             index.add(self._work_item(split, image_id, group, instances))
         return index
+
+    def _referenced(self, refs: list[Any]) -> set[int]:
+        """The annotation ids the wanted splits' refs name: all of instances.json that the
+        build reads (RefCOCO's file holds every annotation of its images, most never named)."""
+        wanted: set[int] = set()
+        for ref in refs:
+            if not isinstance(ref, dict) or not self.wants_split(ref.get("split")):
+                continue
+            with contextlib.suppress(RecordError):  # a malformed ref is quarantined later
+                wanted.update(self.ref_targets(ref))
+        return wanted
 
     def _read_ref(
         self,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from regionkit.builders.base import BuilderInputError
-from regionkit.builders.json_spans import iter_list_spans, read_span
+from regionkit.builders.json_spans import iter_list_spans, iter_object_spans, read_span
 
 ELEMENTS = [
     {"id": 1, "regions": [{"region_id": 7, "phrase": "the clock is green ", "x": -2}]},
@@ -126,3 +126,64 @@ def test_a_file_changed_after_indexing_is_a_clear_error(tmp_path):
     _write(path, '[{"id": 100}, {"id": 2}]')
     with pytest.raises(BuilderInputError, match=r"objects\.json: .* changed after it was indexed"):
         read_span(path, span.offset, span.length)
+
+
+INSTANCES = {
+    "info": None,
+    "images": [{"id": 9, "file_name": "a}.jpg"}, {"id": 10, "file_name": "b.jpg"}],
+    "licenses": [{"id": 1, "name": "by"}],
+    "annotations": ELEMENTS,
+    "empty": [],
+    "categories": [{"id": 1, "name": "person"}],
+}
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1 << 20])
+@pytest.mark.parametrize("indent", [None, 2])
+def test_object_members_stream_the_chosen_lists_and_give_the_rest_whole(
+    tmp_path, chunk_size, indent
+):
+    path = _write(tmp_path / "instances.json", json.dumps(INSTANCES, indent=indent))
+    data = path.read_bytes()
+    members = list(
+        iter_object_spans(path, frozenset({"images", "annotations", "empty"}), chunk_size)
+    )
+    assert [key for key, _ in members] == [
+        "info",
+        *["images"] * 3,
+        "licenses",
+        *["annotations"] * (1 + len(ELEMENTS)),
+        "empty",
+        "categories",
+    ]
+    assert [key for key, span in members if span is None] == ["images", "annotations", "empty"]
+    regrouped: dict = {}
+    for key, span in members:
+        if span is None:
+            continue
+        assert json.loads(data[span.offset : span.offset + span.length]) == span.value
+        if key in ("images", "annotations"):
+            regrouped.setdefault(key, []).append(span.value)
+        else:
+            regrouped[key] = span.value
+    assert regrouped == {k: v for k, v in INSTANCES.items() if k != "empty"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"id": 1}]', "the top level is not an object"),
+        ('{"images": [{"id": 1}, ', "the file ends inside 'images'"),
+        ('{"images": [], "info": 1', "the file ends inside the top-level object"),
+        ('{"images": [] "info": 1}', "expected ',' or '}' after 'images'"),
+        ('{"images": []} x', "'x' after the end of the top-level object"),
+        ("{images: []}", "expected a key at byte 1"),
+        ('{"images": {"id": 1}}', "the value of 'images' is not a list"),
+    ],
+)
+def test_a_damaged_object_is_a_clear_error(tmp_path, text, message):
+    path = _write(tmp_path / "bad.json", text)
+    with pytest.raises(
+        BuilderInputError, match=rf"bad\.json: not a complete JSON object: .*{message}"
+    ):
+        list(iter_object_spans(path, frozenset({"images"})))
