@@ -24,10 +24,10 @@ import orjson
 from PIL import ImageDraw
 
 from regionkit.builders.samples.coco import CATEGORIES
+from regionkit.builders.samples.images import ImageWriter
 from regionkit.builders.samples.refer import (
     ADJECTIVES,
     PLACES,
-    ImageWriter,
     spread,
     write_instances,
 )

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import random
-import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +47,7 @@ from pycocotools import mask as mask_api
 
 from regionkit.builders.safe_pickle import PlainUnpickler, loads_plain
 from regionkit.builders.samples.coco import CATEGORIES as COCO_CATEGORIES
+from regionkit.builders.samples.images import ImageWriter
 from regionkit.builders.samples.shapes import (
     extent_xywh,
     shoelace_area,
@@ -248,32 +247,6 @@ class _Py2Pickler:
 def spread(total_rate: float, n: int) -> int:
     """How many of a `total_rate`-per-unit quantity fall on unit `n`, spreading fractions evenly."""
     return math.floor((n + 1) * total_rate) - math.floor(n * total_rate)
-
-
-class ImageWriter:
-    """Writes sample JPEGs; without drawing, one encode per size and hard links for the rest."""
-
-    def __init__(self, draw: bool) -> None:
-        self.draw = draw
-        self.templates: dict[tuple[int, int], Path] = {}
-
-    def canvas(self, size: tuple[int, int]) -> Image.Image | None:
-        return Image.new("RGB", size, (200, 200, 190)) if self.draw else None
-
-    def write(self, path: Path, size: tuple[int, int], canvas: Image.Image | None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if canvas is not None:
-            canvas.save(path, quality=85)
-            return
-        template = self.templates.get(size)
-        if template is None:
-            Image.new("RGB", size, (128, 128, 128)).save(path, quality=85)
-            self.templates[size] = path
-            return
-        try:
-            os.link(template, path)
-        except OSError:  # a filesystem without hard links
-            shutil.copyfile(template, path)
 
 
 def _image_record(

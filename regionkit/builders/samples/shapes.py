@@ -53,12 +53,10 @@ def extent_xywh(polygons: list[list[float]]) -> list[float]:
 
 def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
     """Column-major run lengths starting with zeros, as COCO stores crowd masks."""
-    flat = mask.flatten(order="F")
-    counts, current, run = [], 0, 0
-    for value in flat:
-        if value != current:
-            counts.append(run)
-            current, run = value, 0
-        run += 1
-    counts.append(run)
-    return {"counts": [int(c) for c in counts], "size": [int(mask.shape[0]), int(mask.shape[1])]}
+    flat = (mask.flatten(order="F") != 0).astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    edges = np.concatenate(([0], changes, [flat.size]))
+    counts = np.diff(edges).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]  # the first run always counts zeros, here none
+    return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
