@@ -5,9 +5,11 @@ masks with pycocotools, write one Parquet file. It parses JSON with the same cal
 (orjson, collector paused), so a slower parser cannot flatter the ratios. regionkit additionally
 checks every image file, validates every row, writes sharded, hashed, resumable output with a
 manifest, quarantine and card, and does it on Ray. Floor and build run in the same invocation on
-the same corpus.
+the same corpus: in process (medians of `--repeat` runs, Ray already running for regionkit) and
+as whole processes as a user runs them (the CLI starting its own Ray), with the peak memory of
+the main process and of the largest worker.
 
-    python bench/build_throughput.py coco     # COCO instances: ~5,000 images, ~37,700 instances
+    python bench/build_throughput.py coco     # COCO instances: ~5,000 images, ~38,900 instances
     python bench/build_throughput.py coco --images 50000   # a larger COCO corpus
     python bench/build_throughput.py refer    # refer layout at RefCOCO scale: 20,000 images,
                                               # 50,000 refs, 142,000 sentences
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import statistics
 import sys
 import tempfile
 import time
@@ -126,61 +129,94 @@ def vg_floor(root: Path, out: Path) -> dict[str, int]:
     return {"rows": len(data), "regions": sum(len(record["regions"]) for record in data)}
 
 
-def _timed(function: Callable[[], dict[str, int]]) -> tuple[float, dict[str, int]]:
-    started = time.perf_counter()
-    counts = function()
-    return time.perf_counter() - started, counts
+def _median_run(function: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """The median wall time of `repeat` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
 
 
-def _ray_builds(
-    builder: RegionBuilder, workdir: Path, items_per_shard: int, ray_address: str | None
-) -> tuple[float, BuildReport, BuildReport]:
-    """ray.init seconds, then a build on a fresh Ray and a second one with Ray warm."""
+def _ray_running_builds(
+    builder: RegionBuilder, workdir: Path, args: argparse.Namespace
+) -> tuple[float, BuildReport]:
+    """The median of `args.repeat` builds into fresh folders with Ray already running."""
     import ray
 
-    started = time.perf_counter()
-    ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
-    init_s = time.perf_counter() - started
-    reports = [
-        run_build(
-            builder,
-            BuildOptions(
-                out=workdir / f"out-{run}", items_per_shard=items_per_shard, progress=False
+    ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)
+    runs = iter(range(args.repeat))
+    try:
+        return _median_run(
+            lambda: run_build(
+                builder,
+                BuildOptions(
+                    out=workdir / f"out-warm-{next(runs)}",
+                    items_per_shard=args.items_per_shard,
+                    progress=False,
+                ),
             ),
+            args.repeat,
         )
-        for run in ("cold", "warm")
-    ]
-    ray.shutdown()
-    return init_s, reports[0], reports[1]
-
-
-def _print_table(units: dict[str, int], floor_s: float, runs: list[tuple[str, float]]) -> None:
-    header = "".join(f"{name + '/s':>13}" for name in units)
-    print(f"{'run':44} {'wall s':>8}{header} {'vs floor':>9}")
-    for label, seconds in [("floor: one process, load+encode+1 parquet", floor_s), *runs]:
-        rates = "".join(f"{n / seconds:13,.0f}" for n in units.values())
-        print(f"{label:44} {seconds:8.2f}{rates} {seconds / floor_s:8.2f}x")
+    finally:
+        ray.shutdown()
 
 
 def _compare(
     builder: RegionBuilder,
     floor: Callable[[], dict[str, int]],
+    commands: tuple[list[str], list[str]],
     workdir: Path,
     args: argparse.Namespace,
 ) -> None:
-    floor_s, counts = _timed(floor)
-    init_s, cold, warm = _ray_builds(builder, workdir, args.items_per_shard, args.ray_address)
+    """Floor against regionkit, in process with Ray running and as whole processes.
+
+    `commands` are the floor and the regionkit CLI as a user runs them (Ray started by the
+    build); their memory is sampled over the process tree.
+    """
+    floor_s, counts = _median_run(floor, args.repeat)
+    warm_s, warm = _ray_running_builds(builder, workdir, args)
     built = {unit: c["out"] for unit, c in warm.stats.to_json()["units"].items()}
     print(f"floor counted {counts}; regionkit built {warm.stats.rows} rows from {built}")
-    _print_table(
-        counts,
-        floor_s,
-        [
-            ("regionkit, Ray started by the build", cold.seconds + init_s),
-            ("regionkit, Ray already running", warm.seconds),
-        ],
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    floor_cli, build_cli = (run_measured(command, env) for command in commands)
+    for label, measured in (("floor", floor_cli), ("regionkit", build_cli)):
+        if measured.returncode != 0:
+            raise SystemExit(f"{label} command failed with exit code {measured.returncode}")
+    gib = 1 << 30
+    header = "".join(f"{name + '/s':>13}" for name in counts)
+    print(
+        f"{'run (median of ' + str(args.repeat) + ' in process)':46} {'wall s':>7}{header} "
+        f"{'vs floor':>9} {'main GiB':>9} {'worker GiB':>11}"
     )
-    print(f"(ray.init {init_s:.2f}s; regionkit index {warm.index_seconds:.2f}s)")
+    rows = [
+        ("floor: one process, load+encode+1 parquet", floor_s, floor_s, None),
+        ("regionkit, Ray already running", warm_s, floor_s, None),
+        ("floor, whole process", floor_cli.seconds, floor_cli.seconds, floor_cli),
+        (
+            "regionkit CLI, whole process (starts Ray)",
+            build_cli.seconds,
+            floor_cli.seconds,
+            build_cli,
+        ),
+    ]
+    for label, seconds, baseline, measured in rows:
+        rates = "".join(f"{n / seconds:13,.0f}" for n in counts.values())
+        memory = (
+            f" {measured.root_peak / gib:9.2f} {measured.worker_peak() / gib:11.2f}"
+            if measured is not None
+            else ""
+        )
+        print(f"{label:46} {seconds:7.2f}{rates} {seconds / baseline:8.2f}x{memory}")
+    steps = ", ".join(f"{name} {s.seconds:.1f}s" for name, s in warm.steps.items())
+    print(f"(regionkit plan {warm.index_seconds:.2f}s; steps over all workers: {steps})")
+
+
+def _cli(arguments: list[str], out: Path, args: argparse.Namespace) -> list[str]:
+    """`regionkit build ...` as a user runs it."""
+    options = ["--out", str(out), "--items-per-shard", str(args.items_per_shard), "--no-progress"]
+    return [sys.executable, "-m", "regionkit", *arguments, *options]
 
 
 def bench_coco(args: argparse.Namespace, workdir: Path) -> None:
@@ -198,9 +234,15 @@ def bench_coco(args: argparse.Namespace, workdir: Path) -> None:
     )
     size_mb = sample.annotations.stat().st_size / MB
     print(f"corpus: {time.perf_counter() - started:.1f}s to write, {size_mb:.1f} MB of JSON")
+    regionkit = ["build", "coco", "--annotations", str(sample.annotations)]
+    regionkit += ["--images", str(sample.images)]
     _compare(
         CocoBuilder(sample.annotations, sample.images),
         lambda: coco_floor(sample.annotations, workdir / "floor.parquet"),
+        (
+            [sys.executable, __file__, "coco-floor", str(sample.annotations)],
+            _cli(regionkit, workdir / "out-cli", args),
+        ),
         workdir,
         args,
     )
@@ -222,9 +264,14 @@ def bench_refer(args: argparse.Namespace, workdir: Path) -> None:
     )
     size_mb = (sample.refs.stat().st_size + sample.instances.stat().st_size) / MB
     print(f"corpus: {time.perf_counter() - started:.1f}s to write, {size_mb:.1f} MB of refs+JSON")
+    regionkit = ["build", "refcoco", "--root", str(sample.root), "--images", str(sample.images)]
     _compare(
         RefCocoBuilder(sample.root, sample.images),
         lambda: refer_floor(sample.root, sample.split_by, workdir / "floor.parquet"),
+        (
+            [sys.executable, __file__, "refer-floor", str(sample.root), sample.split_by],
+            _cli(regionkit, workdir / "out-cli", args),
+        ),
         workdir,
         args,
     )
@@ -298,11 +345,25 @@ def main() -> None:
     corpora.add_parser("vg").add_argument(
         "--sizes-mb", type=int, nargs="+", default=[100, 1000], help="region_descriptions sizes"
     )
+    for corpus in ("coco", "refer"):
+        corpora.choices[corpus].add_argument(
+            "--repeat", type=int, default=3, help="in-process runs to take the median of"
+        )
     floor = corpora.add_parser("vg-floor", help="(internal) the VG floor, run measured")
     floor.add_argument("root", type=Path)
+    floor = corpora.add_parser("coco-floor", help="(internal) the COCO floor, run measured")
+    floor.add_argument("annotations", type=Path)
+    floor = corpora.add_parser("refer-floor", help="(internal) the refer floor, run measured")
+    floor.add_argument("root", type=Path)
+    floor.add_argument("split_by")
     args = parser.parse_args()
-    if args.corpus == "vg-floor":
-        vg_floor(args.root, args.root / "floor.parquet")
+    internal = {
+        "vg-floor": lambda: vg_floor(args.root, args.root / "floor.parquet"),
+        "coco-floor": lambda: coco_floor(args.annotations, args.annotations.with_name("f.parquet")),
+        "refer-floor": lambda: refer_floor(args.root, args.split_by, args.root / "floor.parquet"),
+    }
+    if args.corpus in internal:
+        internal[args.corpus]()
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="regionkit-bench-"))

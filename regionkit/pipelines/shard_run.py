@@ -98,10 +98,11 @@ def run_shard(pipeline: Pipeline, shard: Shard, out: Path) -> dict[str, Any]:
     for item in shard.items:
         stats.units_in.update(item.units)
     step_stats = {step.name: StepStats() for step in steps}
+    read = StepStats(rows_in=len(shard.items))
     quarantine: list[Rejected] = []
     for step in steps:
         step.open(context)
-    for batch in _batches(pipeline.reader.read(shard), quarantine, shard.name):
+    for batch in _batches(pipeline.reader.read(shard), quarantine, read, shard.name):
         for step in steps:
             result = step.run(batch, step_stats[step.name])
             quarantine += result.rejected
@@ -121,29 +122,34 @@ def run_shard(pipeline: Pipeline, shard: Shard, out: Path) -> dict[str, Any]:
         quarantine_file = f"quarantine/{shard.name}.jsonl"
         lines = [rejected.to_json(shard.split) for rejected in quarantine]
         write_text_atomic(out / quarantine_file, dumps_jsonl(lines))
+    seconds = time.perf_counter() - started
+    read.seconds = seconds - sum(s.seconds for s in step_stats.values())
     receipt = {
         "shard": shard.name,
         "split": shard.split,
         **written,
         "quarantine_file": quarantine_file,
         "stats": stats.to_json(),
-        "steps": {name: s.to_json() for name, s in step_stats.items()},
-        "seconds": round(time.perf_counter() - started, 3),
+        "steps": {"read": read.to_json()} | {name: s.to_json() for name, s in step_stats.items()},
+        "seconds": round(seconds, 3),
     }
     write_text_atomic(receipt_path(out, shard.name), dumps_json(receipt))
     return receipt
 
 
 def _batches(
-    outcomes: Iterator[Built | Rejected], quarantine: list[Rejected], shard: str
+    outcomes: Iterator[Built | Rejected], quarantine: list[Rejected], read: StepStats, shard: str
 ) -> Iterator[list[Built]]:
-    """The reader's rows in batches of `BATCH_ROWS`; its rejections go to `quarantine`."""
+    """The reader's rows in batches of `BATCH_ROWS`; its rejections go to `quarantine`, and both
+    are counted in `read` (the reader's own time is what the steps leave of the shard's)."""
     batch: list[Built] = []
     seen: set[str] = set()
     for outcome in outcomes:
         if isinstance(outcome, Rejected):
             quarantine.append(outcome)
+            read.rejected[outcome.code] += 1
             continue
+        read.rows_out += 1
         row_id = outcome.row["id"]
         if row_id in seen:
             raise RuntimeError(f"the reader produced row id {row_id!r} twice in {shard}")
