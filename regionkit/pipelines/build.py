@@ -96,6 +96,9 @@ class BuildOptions:
     progress: bool = True
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+
 
 def builder_pipeline(builder: RegionBuilder) -> Pipeline:
     """A source's files into regions: the builder, the record check, the writer."""
