@@ -41,6 +41,8 @@ PREDICTION_MISSES_ALLOWED = 16
 
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
 _JSON_WHITESPACE = b" \t\r\n"
+_WHITESPACE_BYTES = frozenset(_JSON_WHITESPACE)
+_COMMA = ord(",")
 _CONTINUATION_BYTES = bytes(range(0x80, 0xC0))
 _LONGEST_SIGNATURE = 64
 
@@ -258,15 +260,21 @@ class _Reader:
         colon = self.buffer.find(b":", self.pos, min(end, self.pos + _LONGEST_SIGNATURE))
         if colon < 0:
             return None
-        signature = self.buffer[self.pos : colon + 1]
-        following = self.buffer.find(signature, colon, end)
+        buffer = self.buffer
+        signature = buffer[self.pos : colon + 1]
+        following = buffer.find(signature, colon, end)
         if following < 0:
             return None
-        stop = len(self.buffer[self.pos : following].rstrip(_JSON_WHITESPACE))
-        if self.buffer[self.pos + stop - 1] != ord(","):
+        last = following - 1  # back over the separator, without copying the element
+        while buffer[last] in _WHITESPACE_BYTES:
+            last -= 1
+        if buffer[last] != _COMMA:
             self.misses += 1
             return None
-        stop = len(self.buffer[self.pos : self.pos + stop - 1].rstrip(_JSON_WHITESPACE))
+        last -= 1
+        while buffer[last] in _WHITESPACE_BYTES:
+            last -= 1
+        stop = last + 1 - self.pos
         try:
             value = orjson.loads(memoryview(self.buffer)[self.pos : self.pos + stop])
         except orjson.JSONDecodeError:
