@@ -362,20 +362,12 @@ def iter_object_spans(
 
 def read_span(path: Path, offset: int, length: int) -> Any:
     """Parse the element `iter_list_spans` found at `offset` (a worker's exact re-read)."""
-    with open(path, "rb") as file:
-        file.seek(offset)
-        data = file.read(length)
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise BuilderInputError(
-            f"{path}: the {length} bytes at offset {offset} are no longer one JSON value "
-            f"({error.msg}); the file changed after it was indexed, rebuild"
-        ) from None
+    return next(read_spans(path, [(offset, length)]))
 
 
 def read_spans(path: Path, spans: Iterable[tuple[int, int]]) -> Iterator[Any]:
-    """Parse each (offset, length) span of `path` in turn, through one open file."""
+    """Parse each (offset, length) span of `path` in turn, through one open file; a span that
+    is no longer one JSON value raises `BuilderInputError` naming the file and the offset."""
     with open(path, "rb") as file:
         for offset, length in spans:
             file.seek(offset)

@@ -76,52 +76,64 @@ class DropCrowded(Step):
         return StepResult(kept, rejected)
 
 
-class DieOnce(Step):
-    """Kills its own worker process the first time it sees `row_id` (a marker file remembers)."""
+class OnRow(Step):
+    """Does `act` when a batch holds `row_id`: the faults below, each on one row."""
+
+    version = "1"
+
+    def __init__(self, row_id: str) -> None:
+        self.row_id = row_id
+
+    def act(self) -> None:
+        raise NotImplementedError
+
+    def process(self, rows: list[Built]) -> StepResult:
+        if any(b.row["id"] == self.row_id for b in rows):
+            self.act()
+        return StepResult(rows)
+
+
+class DieOnce(OnRow):
+    """Kills its own worker process the first time (a marker file remembers)."""
 
     name = "die_once"
-    version = "1"
 
     def __init__(self, marker: Path, row_id: str) -> None:
-        self.marker, self.row_id = marker, row_id
+        super().__init__(row_id)
+        self.marker = marker
 
-    def process(self, rows: list[Built]) -> StepResult:
-        if any(b.row["id"] == self.row_id for b in rows) and not self.marker.exists():
+    def act(self) -> None:
+        if not self.marker.exists():
             self.marker.write_text("killed once")
             os.kill(os.getpid(), signal.SIGKILL)
-        return StepResult(rows)
 
 
-class FailOn(Step):
-    """Raises on `row_id`, counting its attempts in `attempts` (a bug in a step's code)."""
+class FailOn(OnRow):
+    """Raises, counting its attempts in `attempts` (a bug in a step's code)."""
 
     name = "fail_on"
-    version = "1"
 
     def __init__(self, attempts: Path, row_id: str) -> None:
-        self.attempts, self.row_id = attempts, row_id
+        super().__init__(row_id)
+        self.attempts = attempts
 
-    def process(self, rows: list[Built]) -> StepResult:
-        if any(b.row["id"] == self.row_id for b in rows):
-            with self.attempts.open("a") as file:
-                file.write("attempt\n")
-            raise ValueError(f"cannot handle {self.row_id}")
-        return StepResult(rows)
+    def act(self) -> None:
+        with self.attempts.open("a") as file:
+            file.write("attempt\n")
+        raise ValueError(f"cannot handle {self.row_id}")
 
 
-class Stall(Step):
-    """Sleeps on `row_id`, as a hung remote call would."""
+class Stall(OnRow):
+    """Sleeps, as a hung remote call would."""
 
     name = "stall"
-    version = "1"
 
     def __init__(self, row_id: str, seconds: float) -> None:
-        self.row_id, self.seconds = row_id, seconds
+        super().__init__(row_id)
+        self.seconds = seconds
 
-    def process(self, rows: list[Built]) -> StepResult:
-        if any(b.row["id"] == self.row_id for b in rows):
-            time.sleep(self.seconds)
-        return StepResult(rows)
+    def act(self) -> None:
+        time.sleep(self.seconds)
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +210,8 @@ def test_two_steps_over_a_built_dataset_resume_rerun_and_balance(coco_dataset, t
     assert manifest["builders"][0]["source"] == "coco"
     assert [f["path"] for f in manifest["source_files"]] == [str(coco_dataset / "manifest.json")]
 
+    # a shard whose every row was refused is written without row groups, and still loads
+    assert 0 in [shard["rows"] for shard in manifest["splits"]["val2017"]["shards"]]
     ds = load_dataset(str(out), cache_dir=str(tmp_path / "hf"))["val2017"]
     assert ds.num_rows == units["out"] and all(len(r["regions"]) <= 4 for r in ds)
     assert all(r["captions"][-1].startswith("regions: ") for r in ds)
