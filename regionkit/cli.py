@@ -264,7 +264,8 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=Path("out/demo"),
-        help="folder for everything (default: out/demo; its builds are replaced on every run)",
+        help="folder for everything (default: out/demo; a rerun keeps the builds whose inputs "
+        "did not change)",
     )
     demo.add_argument("--seed", type=int, default=0, help="sample generator seed (default: 0)")
     demo.add_argument(
