@@ -80,16 +80,16 @@ def boxed_region(
         reading = read_segmentation(segmentation, height, width)
     except MaskError as error:
         raise RecordError(error.code, f"field {mask_field!r}: {error}") from None
-    mask_box = reading.box
-    if clipped is None and mask_box is None:
+    if clipped is None and reading.rle is None:
         raise RecordError(
             "empty_mask",
             f"field {mask_field!r} covers no pixel of the image and there is no usable box",
         )
-    if clipped is not None and mask_box is not None and mask_outside_box(mask_box, clipped):
+    extent = reading.extent
+    if clipped is not None and extent is not None and mask_outside_box(extent, clipped):
         raise RecordError(
             "bbox_mask_mismatch",
-            f"field {mask_field!r}: the mask spans {_rounded(mask_box)} (xyxy), well outside "
+            f"field {mask_field!r}: the mask spans {_rounded(extent)} (xyxy), well outside "
             f"field {box_field!r} {_rounded(box)}; they do not describe the same object",
         )
     if reading.dropped_parts:
@@ -99,7 +99,7 @@ def boxed_region(
     if clipped is None:
         adjustments["bbox_from_mask"] += 1
     return make_region(
-        region_id, clipped or mask_box, reading.rle, category, attributes, score=score
+        region_id, clipped or reading.box, reading.rle, category, attributes, score=score
     )
 
 
@@ -122,7 +122,8 @@ def stored_box(record: dict[str, Any]) -> list[float] | None:
 
 
 def mask_outside_box(mask_box: Sequence[float], box: Sequence[float]) -> bool:
-    """Whether a mask's tight box reaches past the annotated box by more than a tolerance.
+    """Whether a mask's extent (`MaskReading.extent`, within a pixel of its tight box) reaches
+    past the annotated box by more than a tolerance, which is never under a pixel.
 
     Only this direction counts: a box may be larger than its mask (a dropped sliver part, a
     polygon's float extent), but a mask well outside its box is not that box's object.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,12 @@ def flatten_polygon(part: Sequence[Any]) -> np.ndarray:
     return points
 
 
-def _checked_part(part: Any, index: int, height: int, width: int) -> Sequence[float]:
-    """A usable part's flat coordinates, refused when not finite or far outside the image.
+Extent = tuple[float, float, float, float]
+"""An xyxy box that holds a mask's pixels, give or take one: its polygon's vertices' extent."""
+
+
+def _checked_part(part: Any, index: int, height: int, width: int) -> Extent:
+    """A usable part's vertex extent, refused when not finite or far outside the image.
 
     A vertex far outside costs pycocotools minutes (it rasterises the whole polygon before the
     clip) and says the polygon is not of this image. Plain Python on the flat list: parts are
@@ -76,7 +81,8 @@ def _checked_part(part: Any, index: int, height: int, width: int) -> Sequence[fl
         raise MaskError(f"polygon part {index} has a non-finite coordinate", MALFORMED)
     xs, ys = part[0::2], part[1::2]
     slack = BBOX_TOLERANCE_PX
-    if min(xs) < -slack or min(ys) < -slack or max(xs) > width + slack or max(ys) > height + slack:
+    x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+    if x1 < -slack or y1 < -slack or x2 > width + slack or y2 > height + slack:
         first = next(
             k
             for k, (x, y) in enumerate(zip(xs, ys, strict=True))
@@ -87,7 +93,7 @@ def _checked_part(part: Any, index: int, height: int, width: int) -> Sequence[fl
             f"{width}x{height} image by more than {slack:g} px",
             "polygon_outside_image",
         )
-    return part
+    return x1, y1, x2, y2
 
 
 def usable_parts(polygons: Any) -> tuple[dict[int, Sequence[float]], int]:
@@ -117,11 +123,23 @@ def _flat(part: Any) -> Sequence[float]:
     return flatten_polygon(part).tolist()
 
 
-def _rasterise(parts: dict[int, Sequence[float]], height: int, width: int) -> RLE:
-    """Usable polygon parts (by their position in the segmentation) -> one compressed RLE."""
-    checked = [_checked_part(part, index, height, width) for index, part in parts.items()]
-    rles = mask_api.frPyObjects(checked, height, width)
-    return normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
+def _rasterise(parts: dict[int, Sequence[float]], height: int, width: int) -> MaskReading:
+    """Usable polygon parts (by their position in the segmentation) -> one compressed RLE, and
+    the parts' vertex extent clipped to the image, which bounds the mask without decoding it."""
+    extents = [_checked_part(part, index, height, width) for index, part in parts.items()]
+    rles = mask_api.frPyObjects(list(parts.values()), height, width)
+    rle = normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
+    if covers_no_pixel(rle["counts"]):
+        return MaskReading(None)
+    x1s, y1s, x2s, y2s = zip(*extents, strict=True)
+    extent = [max(min(x1s), 0.0), max(min(y1s), 0.0), min(max(x2s), width), min(max(y2s), height)]
+    return MaskReading(rle, extent)
+
+
+def covers_no_pixel(counts: str) -> bool:
+    """Whether compressed RLE counts are a single run, of zeros (what pycocotools writes for
+    an empty mask): only the last character ends a run, so no pixel has to be decoded."""
+    return all((ord(c) - 48) & 0x20 for c in counts[:-1])
 
 
 def normalize_rle(rle: RLE) -> RLE:
@@ -227,13 +245,20 @@ class MaskReading:
     Attributes:
         rle: the compressed RLE, or None when no pixel of the image is covered (a sliver, a
             tiny object, or no part that encloses area).
-        box: the tight xyxy box of the mask's pixels; None with `rle`.
+        extent: an xyxy box holding the mask's pixels, give or take one pixel, known without
+            decoding the mask: a polygon's vertex extent clipped to the image, or an RLE's
+            tight box; None with `rle`.
         dropped_parts: polygon parts left out because they enclose nothing (`usable_parts`).
     """
 
     rle: RLE | None
-    box: list[float] | None = None
+    extent: list[float] | None = None
     dropped_parts: int = 0
+
+    @cached_property
+    def box(self) -> list[float] | None:
+        """The tight xyxy box of the mask's pixels (decoding it: `extent` is free)."""
+        return None if self.rle is None else rle_to_bbox(self.rle)
 
 
 def read_segmentation(segmentation: Any, height: int, width: int) -> MaskReading:
@@ -259,16 +284,17 @@ def read_segmentation(segmentation: Any, height: int, width: int) -> MaskReading
         parts, dropped = usable_parts(segmentation)
         if not parts:
             return MaskReading(None, None, dropped)
-        return _covering(_rasterise(parts, height, width), dropped)
+        reading = _rasterise(parts, height, width)
+        return MaskReading(reading.rle, reading.extent, dropped)
     raise MaskError(
         f"segmentation must be polygon parts or an RLE dict, got {type(segmentation).__name__}"
     )
 
 
-def _covering(rle: RLE, dropped_parts: int = 0) -> MaskReading:
+def _covering(rle: RLE) -> MaskReading:
     """The reading of `rle` and its tight box, with no mask when it covers no pixel."""
     box = rle_to_bbox(rle)
-    return MaskReading(None if box is None else rle, box, dropped_parts)
+    return MaskReading(None if box is None else rle, box)
 
 
 def boxes_to_rle(boxes_xyxy: Sequence[Sequence[float]], height: int, width: int) -> RLE:
