@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 from regionkit.catalog.records import make_row
 from regionkit.catalog.sources import Source, get_source
 
@@ -194,8 +195,9 @@ class RegionBuilder(ABC):
         """The folder image paths are resolved against and may not escape."""
 
     @abstractmethod
-    def index(self) -> SourceIndex:
-        """Read the source's index files once, on the driver, into work items."""
+    def index(self, tasks: Tasks = IN_PROCESS) -> SourceIndex:
+        """Read the source's index files once, on the driver, into work items; bulk parsing
+        that splits into independent calls may run as `tasks` (on Ray, in a build)."""
 
     @abstractmethod
     def build_item(self, item: WorkItem) -> Iterator[Built | Rejected]:

@@ -6,9 +6,10 @@ compressed RLE per region. The region box is the stored `bbox` (xywh -> xyxy, cl
 image), the box detection and REC benchmarks score against; it only has to agree roughly with
 the mask (`regions.boxed_region`).
 
-The driver streams the file (`instances.index_instances`) and keeps, per image, only where its
-annotations are: workers read those bytes back and check each record, so planning stays cheap
-and bounded in memory as the file grows, and the per-record work runs in parallel.
+The driver scans the file (`instances.index_instances`; its annotations are parsed in parallel
+runs) and keeps, per image, only where its annotations are: workers read those bytes back and
+check each record, so planning stays cheap and bounded in memory as the file grows, and the
+per-record work runs in parallel.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from regionkit.builders.base import (
     BuilderInputError,
     Built,
@@ -30,10 +33,12 @@ from regionkit.builders.base import (
 )
 from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import ImagePathError, checked_image
-from regionkit.builders.instances import annotation_region, index_instances
+from regionkit.builders.instances import SPAN_COLUMNS, annotation_region, index_instances
 from regionkit.builders.json_spans import read_spans
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 
 SPLIT_FROM_FILENAME = re.compile(r"instances_(\w+)\.json$")
+NO_SPANS = np.zeros((0, len(SPAN_COLUMNS)), dtype=np.int64)
 
 
 class CocoBuilder(RegionBuilder):
@@ -90,14 +95,14 @@ class CocoBuilder(RegionBuilder):
     def image_root(self) -> Path:
         return self.images
 
-    def index(self) -> SourceIndex:
+    def index(self, tasks: Tasks = IN_PROCESS) -> SourceIndex:
         self.require_file(self.annotations, "a COCO instances file (annotations/instances_*.json)")
-        instances = index_instances(self.annotations)
+        instances = index_instances(self.annotations, tasks)
         index = SourceIndex()
         for problem in instances.problems:
             index.reject(self.split, problem.rejected(self.annotations.name))
         for image_id, image in sorted(instances.images.items()):
-            spans = instances.spans.get(image_id, [])
+            spans = instances.spans.get(image_id, NO_SPANS)
             index.add(
                 WorkItem(
                     split=self.split,
@@ -112,7 +117,7 @@ class CocoBuilder(RegionBuilder):
         image, spans = item.payload["image"], item.payload["spans"]
         file = self.annotations.name
         width, height = image["width"], image["height"]
-        anns = read_spans(self.annotations, [(offset, length) for _, offset, length, _ in spans])
+        anns = read_spans(self.annotations, spans[:, 1:3].tolist())
         try:
             path, _ = checked_image(self.images, image["file_name"], (width, height))
         except ImagePathError as error:
@@ -128,7 +133,7 @@ class CocoBuilder(RegionBuilder):
 
         categories = item.payload["categories"]
         regions, adjustments = [], Counter()
-        for (_, _, _, position), ann in zip(spans, anns, strict=True):
+        for position, ann in zip(spans[:, 3].tolist(), anns, strict=True):
             try:
                 category = _category(ann, categories)
                 regions.append(annotation_region(ann, category, width, height, adjustments))

@@ -55,6 +55,7 @@ from regionkit.builders.base import BuilderInputError, Built, Rejected, SourceIn
 from regionkit.builders.fields import RecordError
 from regionkit.builders.files import ImagePathError, checked_image, decode_text
 from regionkit.builders.rooted import RootedBuilder
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 from regionkit.catalog.boxes import box_is_empty, clip_box
 from regionkit.catalog.records import make_region
 
@@ -343,7 +344,7 @@ class Flickr30kBuilder(RootedBuilder):
                 f"under --root; see `regionkit sources {self.source}` for how to get it."
             )
 
-    def index(self) -> SourceIndex:
+    def index(self, tasks: Tasks = IN_PROCESS) -> SourceIndex:
         found = self.present_split_files(SPLIT_FILE)
         if not found:
             self.expected_file(SPLIT_FILE, split=self.catalog.splits[0])

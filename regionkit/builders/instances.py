@@ -9,6 +9,11 @@ train2017's is 448 MB, which parses to gigabytes, so it is never loaded whole:
   the file: workers read and check the records themselves, in parallel.
 - `read_instances` (refer, gRefCOCO) keeps the images and the annotations their refs name.
 
+Both scan the file for where its lists' elements are and parse the annotations in runs of a
+few MB, as tasks the engine spreads over the cluster (`json_lists`); a file whose lists hold
+anything irregular is walked element by element instead (`json_spans`), which names the byte at
+fault.
+
 Both describe every unusable record (its position, its id, the field at fault), so each builder
 decides what a bad record costs: COCO quarantines it, refer quarantines the refs that point at
 it.
@@ -32,11 +37,14 @@ import numpy as np
 
 from regionkit.builders.base import BuilderInputError, Rejected
 from regionkit.builders.fields import RecordError, field_problem
+from regionkit.builders.json_lists import ElementRun, IrregularList, ListScan, parse_run
 from regionkit.builders.json_spans import CHUNK_SIZE, Span, iter_object_spans, read_spans
 from regionkit.builders.regions import boxed_region, stored_box
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 
 REQUIRED_IMAGE_FIELDS = {"id": int, "file_name": str, "width": int, "height": int}
 REQUIRED_ANNOTATION_FIELDS = {"id": int, "image_id": int, "category_id": int}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -103,16 +111,54 @@ class Instances:
 
 
 INSTANCE_LISTS = frozenset({"images", "annotations"})
-"""The members of an instances file streamed element by element; the rest are small."""
+"""The members of an instances file read element by element or in bulk; the rest are small."""
+
+Layout = list[tuple[str, Span | ListScan]]
+"""An instances file's top-level members in file order, its lists scanned (`json_lists`)."""
 
 
-def read_instances(path: Path, annotation_ids: Collection[int] | None = None) -> Instances:
-    """Stream and check an instances file, keeping the annotations named in `annotation_ids`
+def read_instances(
+    path: Path, annotation_ids: Collection[int] | None = None, tasks: Tasks = IN_PROCESS
+) -> Instances:
+    """Read and check an instances file, keeping the annotations named in `annotation_ids`
     (every one when None); a file that cannot be read raises `BuilderInputError`.
 
     Memory holds the images, the categories and the kept annotations, never the whole file:
-    refer's builders keep only the annotations their refs name.
+    refer's builders keep only the annotations their refs name. The annotations are parsed in
+    runs, as `tasks`.
     """
+    layout = _scanned(path)
+    if layout is not None:
+        instances = _read_scanned(path, layout, annotation_ids, tasks)
+        if instances is not None:
+            return instances
+    return _read_walked(path, annotation_ids)
+
+
+def _read_scanned(
+    path: Path, layout: Layout, annotation_ids: Collection[int] | None, tasks: Tasks
+) -> Instances | None:
+    """`read_instances` from the file's scanned layout; None when a list is irregular."""
+    instances = Instances(path, {}, {}, {})
+    candidates: list[tuple[int, Any]] = []
+    for key, member in layout:
+        if key == "images":
+            if not _read_images(instances, member):
+                return None
+        elif key == "annotations":
+            calls = [(str(path), run, annotation_ids) for run in member.runs(CHUNK_SIZE)]
+            runs = tasks.map(_named_in_run, calls)
+            if any(run is None for run in runs):
+                return None
+            candidates = [candidate for run in runs for candidate in run]
+        elif key == "categories":
+            instances.categories = _categories(member.value)
+    _check_candidates(instances, candidates)
+    return instances
+
+
+def _read_walked(path: Path, annotation_ids: Collection[int] | None) -> Instances:
+    """`read_instances` element by element: slower, and exact about any malformed byte."""
     instances = Instances(path, {}, {}, {})
     candidates: list[tuple[int, Any]] = []
     counts: Counter[str] = Counter()
@@ -124,22 +170,43 @@ def read_instances(path: Path, annotation_ids: Collection[int] | None = None) ->
         if key == "images":
             _read_image(instances, span.value, counts[key])
         elif key == "annotations":
-            record = span.value
-            if annotation_ids is None or (
-                isinstance(record, dict) and record.get("id") in annotation_ids
-            ):
-                candidates.append((counts[key], record))
+            if _named(span.value, annotation_ids):
+                candidates.append((counts[key], span.value))
         elif key == "categories":
             instances.categories = _categories(span.value)
         counts[key] += 1
     _require_members(path, seen)
+    _check_candidates(instances, candidates)
+    return instances
+
+
+def _named(record: Any, annotation_ids: Collection[int] | None) -> bool:
+    """Whether an annotation record is one of `annotation_ids` (all are, for None)."""
+    if annotation_ids is None:
+        return True
+    record_id = record.get("id") if isinstance(record, dict) else None
+    return isinstance(record_id, int) and record_id in annotation_ids
+
+
+def _named_in_run(
+    path: str, run: ElementRun, annotation_ids: Collection[int] | None
+) -> list[tuple[int, Any]] | None:
+    """(position, record) of the run's annotations named in `annotation_ids`; None when the run
+    cannot be parsed in bulk. A task: runs on any worker."""
+    records = parse_run(path, run)
+    if records is None:
+        return None
+    return [(run.first + k, r) for k, r in enumerate(records) if _named(r, annotation_ids)]
+
+
+def _check_candidates(instances: Instances, candidates: list[tuple[int, Any]]) -> None:
+    """Keep each usable candidate annotation by id, or describe what is wrong with it."""
     for position, ann in candidates:
         problem, code = _annotation_problem(instances, ann)
         if problem is None:
             instances.annotations[ann["id"]] = ann
         else:
             _annotation_unusable(instances, ann, position, problem, code)
-    return instances
 
 
 @dataclass
@@ -150,8 +217,8 @@ class InstancesIndex:
         path: the file.
         images: usable image records by id.
         categories: category names by id.
-        spans: per usable image id, its annotations as `(id, byte offset, byte length, position
-            in 'annotations')` rows, in id order; workers read and check the records.
+        spans: per usable image id with annotations, their `SPAN_COLUMNS` as the rows of an
+            int64 array, in id order; workers read and check the records.
         problems: the records unusable for planning (not an object, no integer `id` or
             `image_id`, an id seen before, an unknown image), in file order per kind.
     """
@@ -159,20 +226,102 @@ class InstancesIndex:
     path: Path
     images: dict[int, dict[str, Any]]
     categories: dict[int, str]
-    spans: dict[int, list[tuple[int, int, int, int]]]
+    spans: dict[int, np.ndarray]
     problems: list[InstanceProblem]
 
 
 PLANNING_FIELDS = {"id": int, "image_id": int}
 """What the driver reads of an annotation: enough to group it by image and spot duplicates."""
 
+PLANNING_COLUMNS = ("id", "image", "offset", "length", "position")
+"""Per plannable annotation: its id, its image's id, its bytes in the file, its position."""
 
-def index_instances(path: Path, chunk_size: int = CHUNK_SIZE) -> InstancesIndex:
-    """Stream an instances file into an `InstancesIndex`, holding about one `chunk_size` of it at
-    a time plus a few dozen bytes per annotation, whatever the file's size (COCO train2017:
-    448 MB, 860k annotations)."""
+SPAN_COLUMNS = ("id", "offset", "length", "position")
+"""What a worker gets of each annotation of its image: where to read it and how to name it."""
+
+
+@dataclass
+class PlannedRun:
+    """What planning keeps of a run of annotations.
+
+    Attributes:
+        columns: `PLANNING_COLUMNS` of the plannable annotations, as int64 arrays.
+        problems: (position, record, what is wrong) of the others.
+    """
+
+    columns: dict[str, np.ndarray]
+    problems: list[tuple[int, Any, str]]
+
+
+def index_instances(
+    path: Path, tasks: Tasks = IN_PROCESS, chunk_size: int = CHUNK_SIZE
+) -> InstancesIndex:
+    """Read an instances file into an `InstancesIndex`, holding about one `chunk_size` of it
+    at a time (parsed, when `tasks` run here) plus a few dozen bytes per annotation, whatever
+    the file's size (COCO train2017: 448 MB, 860k annotations). The annotations are parsed in
+    runs of `chunk_size`, as `tasks`."""
+    layout = _scanned(path, chunk_size)
+    if layout is not None:
+        index = _index_scanned(path, layout, tasks, chunk_size)
+        if index is not None:
+            return index
+    return _index_walked(path, chunk_size)
+
+
+def _index_scanned(
+    path: Path, layout: Layout, tasks: Tasks, run_bytes: int
+) -> InstancesIndex | None:
+    """`index_instances` from the file's scanned layout; None when a list is irregular."""
     holder = Instances(path, {}, {}, {})
-    columns = {name: array("q") for name in ("id", "image", "offset", "length", "position")}
+    table = _planning_table([])
+    for key, member in layout:
+        if key == "images":
+            if not _read_images(holder, member):
+                return None
+        elif key == "annotations":
+            runs = tasks.map(_plan_run, [(str(path), run) for run in member.runs(run_bytes)])
+            if any(run is None for run in runs):
+                return None
+            for run in runs:
+                for position, record, problem in run.problems:
+                    _annotation_unusable(holder, record, position, problem, "malformed_annotation")
+            table = _planning_table(runs)
+        elif key == "categories":
+            holder.categories = _categories(member.value)
+    return _grouped(holder, table)
+
+
+def _plan_run(path: str, run: ElementRun) -> PlannedRun | None:
+    """The planning columns of a run of annotations; None when it cannot be parsed in bulk.
+    A task: runs on any worker."""
+    records = parse_run(path, run)
+    if records is None:
+        return None
+    ids, images, kept = array("q"), array("q"), array("q")
+    problems = []
+    for k, record in enumerate(records):
+        problem = _planning_problem(record)
+        if problem is not None:
+            problems.append((run.first + k, record, problem))
+            continue
+        ids.append(record["id"])
+        images.append(record["image_id"])
+        kept.append(k)
+    rows = np.frombuffer(kept, dtype=np.int64)
+    columns = {
+        "id": np.frombuffer(ids, dtype=np.int64),
+        "image": np.frombuffer(images, dtype=np.int64),
+        "offset": run.starts[rows],
+        "length": run.ends[rows] - run.starts[rows],
+        "position": run.first + rows,
+    }
+    return PlannedRun(columns, problems)
+
+
+def _index_walked(path: Path, chunk_size: int) -> InstancesIndex:
+    """`index_instances` element by element: slower, and exact about any malformed byte."""
+    holder = Instances(path, {}, {}, {})
+    columns: dict[str, array[int]] = {name: array("q") for name in PLANNING_COLUMNS}
     counts: Counter[str] = Counter()
     seen: set[str] = set()
     for key, span in _members(path, chunk_size):
@@ -186,25 +335,47 @@ def index_instances(path: Path, chunk_size: int = CHUNK_SIZE) -> InstancesIndex:
         elif key == "categories":
             holder.categories = _categories(span.value)
         elif key == "annotations":
-            problem = field_problem(span.value, PLANNING_FIELDS)
+            problem = _planning_problem(span.value)
             if problem is not None:
                 _annotation_unusable(holder, span.value, position, problem, "malformed_annotation")
                 continue
-            for name, value in zip(
-                columns,
-                (span.value["id"], span.value["image_id"], span.offset, span.length, position),
-                strict=True,
-            ):
+            record = span.value
+            values = (record["id"], record["image_id"], span.offset, span.length, position)
+            for name, value in zip(PLANNING_COLUMNS, values, strict=True):
                 columns[name].append(value)
     _require_members(path, seen)
-    table = {name: np.frombuffer(column, dtype=np.int64) for name, column in columns.items()}
+    return _grouped(holder, {name: np.frombuffer(c, dtype=np.int64) for name, c in columns.items()})
+
+
+def _planning_problem(record: Any) -> str | None:
+    """What keeps an annotation record from being planned: no integer `id` or `image_id`, or
+    one too large to be an id."""
+    problem = field_problem(record, PLANNING_FIELDS)
+    if problem is None:
+        for name in PLANNING_FIELDS:
+            if not INT64_MIN <= record[name] <= INT64_MAX:
+                return f"field {name!r}: {record[name]} is too large to be an id"
+    return problem
+
+
+def _planning_table(runs: list[PlannedRun]) -> dict[str, np.ndarray]:
+    """The planning columns of `runs`, one after the other."""
+    return {
+        name: np.concatenate([np.zeros(0, np.int64), *(run.columns[name] for run in runs)])
+        for name in PLANNING_COLUMNS
+    }
+
+
+def _grouped(holder: Instances, table: dict[str, np.ndarray]) -> InstancesIndex:
+    """The index of the plannable annotations in `table`, grouped by image in id order."""
     usable = _plannable(holder, table)
-    by_image: dict[int, list[tuple[int, int, int, int]]] = {}
     order = np.lexsort((table["id"][usable], table["image"][usable]))
-    rows = np.stack([table[name][usable][order] for name in ("id", "offset", "length", "position")])
-    for image_id, row in zip(table["image"][usable][order].tolist(), rows.T.tolist(), strict=True):
-        by_image.setdefault(image_id, []).append(tuple(row))
-    return InstancesIndex(path, holder.images, holder.categories, by_image, holder.problems)
+    images = table["image"][usable][order]
+    rows = np.stack([table[name][usable][order] for name in SPAN_COLUMNS], axis=1)
+    firsts = np.flatnonzero(np.diff(images, prepend=images[:1] - 1))
+    groups = np.split(rows, firsts[1:])
+    by_image = dict(zip(images[firsts].tolist(), groups, strict=True)) if len(rows) else {}
+    return InstancesIndex(holder.path, holder.images, holder.categories, by_image, holder.problems)
 
 
 def _plannable(holder: Instances, table: dict[str, np.ndarray]) -> np.ndarray:
@@ -239,9 +410,41 @@ def _annotation_unusable(
 
 def _members(path: Path, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[str, Span | None]]:
     """The file's top-level members, images and annotations one element at a time."""
+    _require_file(path)
+    return iter_object_spans(path, INSTANCE_LISTS, chunk_size)
+
+
+def _scanned(path: Path, chunk_size: int = CHUNK_SIZE) -> Layout | None:
+    """The file's members with its lists scanned; None when a list cannot be read in bulk or a
+    member appears twice (the element walk then reads the file, and says what is wrong)."""
+    _require_file(path)
+    layout: Layout = []
+    try:
+        for key, member in iter_object_spans(path, INSTANCE_LISTS, chunk_size, scan=True):
+            layout.append((key, member))
+    except IrregularList:
+        return None
+    keys = [key for key, _ in layout]
+    if len(set(keys)) < len(keys):
+        return None
+    _require_members(path, set(keys))
+    return layout
+
+
+def _require_file(path: Path) -> None:
     if not path.is_file():
         raise BuilderInputError(f"{path}: file not found")
-    return iter_object_spans(path, INSTANCE_LISTS, chunk_size)
+
+
+def _read_images(instances: Instances, images: ListScan) -> bool:
+    """Parse the scanned `images` list in one call and keep its usable records; False when it
+    cannot be parsed in bulk."""
+    records = parse_run(str(instances.path), images.whole())
+    if records is None:
+        return False
+    for position, record in enumerate(records):
+        _read_image(instances, record, position)
+    return True
 
 
 def _require_members(path: Path, seen: set[str]) -> None:

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 
 from regionkit.builders.base import BuilderInputError
+from regionkit.builders.json_lists import IrregularList, ListScan, ScanState, scan_chunk
 
 CHUNK_SIZE = 8 << 20
 """Bytes read at a time: the reader holds about this much plus the element being parsed."""
@@ -126,7 +128,9 @@ class _Reader:
         yield from self.list_elements("the list")
         self.check_end("the list")
 
-    def members(self, lists: frozenset[str]) -> Iterator[tuple[str, Span | None]]:
+    def members(
+        self, lists: frozenset[str], scan: bool = False
+    ) -> Iterator[tuple[str, Span | ListScan | None]]:
         """The top-level object's members in order (see `iter_object_spans`), then a check
         that nothing follows."""
         first = self.skip_whitespace()
@@ -151,9 +155,12 @@ class _Reader:
             if key in lists:
                 if opening != ord("["):
                     raise self.error(f"the value of {key!r} is not a list")
-                yield key, None
-                for span in self.list_elements(f"{key!r}"):
-                    yield key, span
+                if scan:
+                    yield key, self.scanned_list(f"{key!r}")
+                else:
+                    yield key, None
+                    for span in self.list_elements(f"{key!r}"):
+                        yield key, span
             else:
                 if opening is None:
                     raise self.error(f"the file ends before the value of {key!r}")
@@ -202,6 +209,29 @@ class _Reader:
                     f"{self.base + self.pos}, found {_describe(after)}"
                 )
         self.pos += 1
+
+    def scanned_list(self, what: str) -> ListScan:
+        """The list whose `[` is at the cursor, its elements found by `json_lists.scan_chunk`
+        one buffer at a time; the cursor ends after its `]`. Raises `IrregularList` when the
+        file ends first."""
+        opened = self.base + self.pos
+        self.pos += 1
+        state = ScanState()
+        starts, ends = [], []
+        while True:
+            at = self.base + self.pos
+            found = scan_chunk(np.frombuffer(self.buffer, np.uint8, offset=self.pos), state)
+            starts.append(found.starts + at)
+            ends.append(found.ends + at + 1)
+            if found.close is not None:
+                self.pos += found.close + 1
+                break
+            self.pos = len(self.buffer)
+            if not self.fill():
+                raise IrregularList(f"{self.path}: the file ends inside {what}")
+        return ListScan(
+            opened, self.base + self.pos - 1, np.concatenate(starts), np.concatenate(ends)
+        )
 
     def check_end(self, what: str) -> None:
         """Nothing but whitespace may follow the top-level value."""
@@ -344,20 +374,22 @@ def iter_list_spans(path: Path, chunk_size: int = CHUNK_SIZE) -> Iterator[Span]:
 
 
 def iter_object_spans(
-    path: Path, lists: frozenset[str], chunk_size: int = CHUNK_SIZE
-) -> Iterator[tuple[str, Span | None]]:
+    path: Path, lists: frozenset[str], chunk_size: int = CHUNK_SIZE, scan: bool = False
+) -> Iterator[tuple[str, Span | ListScan | None]]:
     """The members of the JSON object in `path`, in file order, as (key, span).
 
     A key in `lists` (COCO's `images`, `annotations`) must hold a list: it gives `(key, None)`
-    where the list starts (so an empty list is seen too), then one span per element. Any other
-    key gives one span of its whole value (`info`, `categories`). Memory stays at about
-    `chunk_size` plus the largest element or other value. Raises `BuilderInputError` naming the
-    file and the byte offset when it is not one complete object or a listed key is no list.
+    where the list starts (so an empty list is seen too), then one span per element; with
+    `scan`, it gives one `(key, ListScan)` instead, for reading the list in bulk (`json_lists`),
+    or raises `IrregularList`. Any other key gives one span of its whole value (`info`,
+    `categories`). Memory stays at about `chunk_size` plus the largest element or other value.
+    Raises `BuilderInputError` naming the file and the byte offset when it is not one complete
+    object or a listed key is no list.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     with open(path, "rb") as file:
-        yield from _Reader(file, Path(path), chunk_size, "object").members(lists)
+        yield from _Reader(file, Path(path), chunk_size, "object").members(lists, scan)
 
 
 def read_span(path: Path, offset: int, length: int) -> Any:

@@ -58,6 +58,7 @@ from regionkit.builders.fields import RecordError, field_problem, json_kind
 from regionkit.builders.files import ImagePathError, checked_image, load_json
 from regionkit.builders.regions import boxed_region, stored_box
 from regionkit.builders.rooted import RootedBuilder
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 
 FILE_PATTERNS = ("muse_{split}.json", "MUSE_{split}.json")
 FILE_NAME_FOLDER = "train2014"
@@ -344,7 +345,7 @@ class MuseBuilder(RootedBuilder):
             "(or MUSE_<split>.json) under --root; see `regionkit sources muse`.",
         )
 
-    def index(self) -> SourceIndex:
+    def index(self, tasks: Tasks = IN_PROCESS) -> SourceIndex:
         index = SourceIndex()
         for split, path in self._split_files().items():
             records = load_json(path)

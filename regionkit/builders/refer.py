@@ -56,6 +56,7 @@ from regionkit.builders.instances import (
 )
 from regionkit.builders.rooted import RootedBuilder
 from regionkit.builders.safe_pickle import load_plain_pickle
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 
 INSTANCES_FILE = "instances.json"
 REQUIRED_REF_FIELDS = {"ref_id": int, "image_id": int, "split": str, "sentences": list}
@@ -114,14 +115,14 @@ class ReferringBuilder(RootedBuilder):
             self.expected_file(self.refs_pattern, **self.refs_values()),
         ]
 
-    def index(self) -> SourceIndex:
+    def index(self, tasks: Tasks = IN_PROCESS) -> SourceIndex:
         instances_path, refs_path = self.source_files()
         refs = self.read_refs(refs_path)
         if not isinstance(refs, list):
             raise BuilderInputError(
                 f"{refs_path}: top level is a {type(refs).__name__}, not a list of refs"
             )
-        instances = read_instances(instances_path, self._referenced(refs))
+        instances = read_instances(instances_path, self._referenced(refs), tasks)
         index = SourceIndex()
         groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
         found: set[str] = set()

@@ -59,6 +59,7 @@ from regionkit.builders.fields import RecordError, field_problem
 from regionkit.builders.files import ImagePathError, checked_image, load_json, resolve_image
 from regionkit.builders.regions import boxed_region
 from regionkit.builders.rooted import RootedBuilder
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 from regionkit.catalog.boxes import box_is_empty, clip_box
 
 SPLIT_FILE = "{split}.jsonl"
@@ -281,7 +282,7 @@ class VcrBuilder(RootedBuilder):
     def source_files(self) -> list[Path]:
         return list(self.split_files(SPLIT_FILE).values())
 
-    def index(self) -> SourceIndex:
+    def index(self, tasks: Tasks = IN_PROCESS) -> SourceIndex:
         index = SourceIndex()
         for split, path in self.split_files(SPLIT_FILE).items():
             self._index_split(index, split, path)

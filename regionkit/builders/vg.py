@@ -84,6 +84,7 @@ from regionkit.builders.fields import RecordError, json_kind
 from regionkit.builders.files import ImagePathError, checked_image
 from regionkit.builders.json_spans import iter_list_spans, read_span
 from regionkit.builders.rooted import RootedBuilder
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 from regionkit.catalog.boxes import box_is_empty, clip_box, xywh_to_xyxy
 from regionkit.catalog.records import make_region
 
@@ -583,7 +584,7 @@ class VisualGenomeBuilder(RootedBuilder):
     def source_files(self) -> list[Path]:
         return [self.expected_file(IMAGE_DATA)] + [self.part_file(p) for p in self.parts]
 
-    def index(self) -> SourceIndex:
+    def index(self, tasks: Tasks = IN_PROCESS) -> SourceIndex:
         self.check_splits_found([SPLIT])
         files = self.source_files()  # every file asked for must exist before a long read
         index = SourceIndex()

@@ -33,6 +33,8 @@ from regionkit.builders.base import RegionBuilder
 from regionkit.pipelines.card import render_card
 from regionkit.pipelines.manifest import MANIFEST_FORMAT, build_manifest
 from regionkit.pipelines.out_folder import check_out_folder, prepare_out, sweep_half_written
+from regionkit.pipelines.ray_runtime import RaySession
+from regionkit.pipelines.ray_tasks import RayTasks
 from regionkit.pipelines.readers import BuilderReader, ReadPlan
 from regionkit.pipelines.report import BuildReport
 from regionkit.pipelines.scheduler import Schedule, ShardsFailed, run_shards
@@ -121,17 +123,21 @@ def run_pipeline(pipeline: Pipeline, options: BuildOptions) -> BuildReport:
     out = options.out.resolve()
     head = _plan_head(pipeline)
     check_out_folder(out, pipeline.reader.input_folders(), head, options.overwrite)
+    session = RaySession(options.ray_address)
     try:
-        read_plan = pipeline.reader.plan(options.items_per_shard, options.shards)
+        tasks = RayTasks(session)
+        read_plan = pipeline.reader.plan(options.items_per_shard, options.shards, tasks)
         plan_seconds = time.perf_counter() - started
         plan = {**head, **_plan_body(pipeline, read_plan.shards)}
         prepare_out(out, plan, options.overwrite)
     except KeyboardInterrupt:
+        session.leave()
         raise BuildInterrupted() from None
     try:
         with _plan_kept_out_of_gc():
-            return _build(pipeline, read_plan, plan, options, (started, plan_seconds))
+            return _build(pipeline, read_plan, plan, options, session, (started, plan_seconds))
     except KeyboardInterrupt:
+        session.leave()
         sweep_half_written(out)
         done = sum(receipt_path(out, shard.name).exists() for shard in read_plan.shards)
         raise BuildInterrupted(done, len(read_plan.shards)) from None
@@ -169,6 +175,7 @@ def _build(
     read_plan: ReadPlan,
     plan: dict[str, Any],
     options: BuildOptions,
+    session: RaySession,
     timing: tuple[float, float],
 ) -> BuildReport:
     """Run the planned shards not yet done, check the whole, write the manifest and the card.
@@ -191,7 +198,6 @@ def _build(
     todo = [s for s in shards if not _finished(out, s)]
     if todo:
         schedule = Schedule(
-            options.ray_address,
             options.max_in_flight,
             options.retries,
             options.shard_timeout,
@@ -199,7 +205,7 @@ def _build(
             f"{pipeline.name} {pipeline.reader.describe()['source']}",
         )
         try:
-            run_shards(pipeline, todo, out, schedule, done=len(shards) - len(todo))
+            run_shards(pipeline, todo, out, schedule, session, done=len(shards) - len(todo))
         except ShardsFailed as failed:
             raise BuildFailed(str(failed)) from None
         finally:

@@ -41,3 +41,27 @@ def ensure_ray(address: str | None = None) -> bool:
         log_to_driver=True,
     )
     return True
+
+
+class RaySession:
+    """A build's link to Ray, made when first needed (planning tasks or shards), so a build
+    with nothing to run starts no cluster; it remembers whether it made the link itself.
+
+    Args:
+        address: as for `ensure_ray`.
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+        self.connected_here = False
+
+    def connect(self) -> None:
+        """Connect if this process is not connected yet."""
+        self.connected_here |= ensure_ray(self.address)
+
+    def leave(self) -> None:
+        """Leave Ray at once if this session connected (an embedded cluster shuts down with
+        it); a Ray the process brought itself, as a notebook does, is left running."""
+        if self.connected_here:
+            ray.shutdown()
+            self.connected_here = False

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from regionkit.builders.base import Built, RegionBuilder, Rejected, WorkItem
+from regionkit.builders.tasks import IN_PROCESS, Tasks
 from regionkit.catalog.sources import Source, get_source
 from regionkit.pipelines.inspect import read_manifest
 from regionkit.pipelines.sharding import Shard, make_shards
@@ -64,8 +65,8 @@ class Reader(ABC):
         """The builders the rows come from, as the manifest records them."""
 
     @abstractmethod
-    def plan(self, items_per_shard: int, shards: int | None) -> ReadPlan:
-        """Cut the input into shards (driver)."""
+    def plan(self, items_per_shard: int, shards: int | None, tasks: Tasks = IN_PROCESS) -> ReadPlan:
+        """Cut the input into shards (driver), running any bulk parsing as `tasks`."""
 
     @abstractmethod
     def read(self, shard: Shard) -> Iterator[Built | Rejected]:
@@ -112,8 +113,8 @@ class BuilderReader(Reader):
             }
         ]
 
-    def plan(self, items_per_shard: int, shards: int | None) -> ReadPlan:
-        index = self.builder.index()
+    def plan(self, items_per_shard: int, shards: int | None, tasks: Tasks = IN_PROCESS) -> ReadPlan:
+        index = self.builder.index(tasks)
         return ReadPlan(make_shards(index, items_per_shard, shards), index.rejected)
 
     def read(self, shard: Shard) -> Iterator[Built | Rejected]:
@@ -156,8 +157,8 @@ class DatasetReader(Reader):
     def builders(self) -> list[dict[str, Any]]:
         return [builder for manifest in self.manifests for builder in manifest["builders"]]
 
-    def plan(self, items_per_shard: int, shards: int | None) -> ReadPlan:
-        """One shard per input shard; `items_per_shard` and `shards` do not apply."""
+    def plan(self, items_per_shard: int, shards: int | None, tasks: Tasks = IN_PROCESS) -> ReadPlan:
+        """One shard per input shard; `items_per_shard`, `shards` and `tasks` do not apply."""
         files: dict[str, list[WorkItem]] = {}
         for path, manifest in zip(self.paths, self.manifests, strict=True):
             for split, entry in manifest["splits"].items():

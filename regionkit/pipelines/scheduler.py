@@ -23,7 +23,7 @@ from typing import Any
 import ray
 from tqdm.auto import tqdm
 
-from regionkit.pipelines.ray_runtime import ensure_ray
+from regionkit.pipelines.ray_runtime import RaySession
 from regionkit.pipelines.shard_run import Pipeline, run_shard
 from regionkit.pipelines.sharding import Shard
 
@@ -36,8 +36,6 @@ class Schedule:
     """How shards are run.
 
     Attributes:
-        ray_address: the cluster; None follows Ray's rule (`RAY_ADDRESS`, a running local
-            cluster, else an embedded one).
         max_in_flight: shards submitted at once; None for twice the cluster's CPUs.
         retries: how often Ray reruns a shard whose worker, node or result was lost.
         timeout: seconds a shard may run from its submission; None for no limit.
@@ -45,7 +43,6 @@ class Schedule:
         label: the progress bar's label.
     """
 
-    ray_address: str | None = None
     max_in_flight: int | None = None
     retries: int = 2
     timeout: float | None = None
@@ -62,16 +59,15 @@ def run_shards(
     shards: list[Shard],
     out: Path,
     schedule: Schedule,
+    session: RaySession,
     done: int = 0,
     on_receipt: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
-    """Run `shards` on Ray; raise `ShardsFailed` naming every shard that failed.
+    """Run `shards` on the session's Ray; raise `ShardsFailed` naming every shard that failed.
 
-    On Ctrl-C the shards in flight are cancelled and, when this call connected to Ray, Ray is
-    left at once: an embedded cluster shuts down with it, so no worker outlives the build; a
-    shared cluster only loses this driver.
+    On Ctrl-C the shards in flight are cancelled (the caller then leaves the session).
     """
-    connected_here = ensure_ray(schedule.ray_address)
+    session.connect()
     needed = pipeline.resources()
     task = ray.remote(run_shard).options(
         num_cpus=needed.cpus,
@@ -116,8 +112,6 @@ def run_shards(
     except KeyboardInterrupt:
         for ref in in_flight:
             ray.cancel(ref, force=True)
-        if connected_here:
-            ray.shutdown()
         raise
     finally:
         bar.close()
