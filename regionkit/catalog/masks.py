@@ -15,6 +15,7 @@ are continuous pixel coordinates where pixel (i, j) covers [i, i+1) x [j, j+1).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -123,23 +124,30 @@ def _flat(part: Any) -> Sequence[float]:
     return flatten_polygon(part).tolist()
 
 
-def _rasterise(parts: dict[int, Sequence[float]], height: int, width: int) -> MaskReading:
+def _rasterise(
+    parts: dict[int, Sequence[float]], height: int, width: int, dropped: int
+) -> MaskReading:
     """Usable polygon parts (by their position in the segmentation) -> one compressed RLE, and
     the parts' vertex extent clipped to the image, which bounds the mask without decoding it."""
     extents = [_checked_part(part, index, height, width) for index, part in parts.items()]
     rles = mask_api.frPyObjects(list(parts.values()), height, width)
     rle = normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
     if covers_no_pixel(rle["counts"]):
-        return MaskReading(None)
+        return MaskReading(None, None, dropped)
     x1s, y1s, x2s, y2s = zip(*extents, strict=True)
     extent = [max(min(x1s), 0.0), max(min(y1s), 0.0), min(max(x2s), width), min(max(y2s), height)]
-    return MaskReading(rle, extent)
+    return MaskReading(rle, extent, dropped)
+
+
+_RUN_END = re.compile("[0-O]")
+"""A compressed RLE character that ends a run (its continuation bit, 0x20 above '0', unset)."""
 
 
 def covers_no_pixel(counts: str) -> bool:
     """Whether compressed RLE counts are a single run, of zeros (what pycocotools writes for
-    an empty mask): only the last character ends a run, so no pixel has to be decoded."""
-    return all((ord(c) - 48) & 0x20 for c in counts[:-1])
+    an empty mask): the first run ends at the last character, so no pixel has to be decoded."""
+    first_end = _RUN_END.search(counts)
+    return first_end is None or first_end.end() == len(counts)
 
 
 def normalize_rle(rle: RLE) -> RLE:
@@ -284,8 +292,7 @@ def read_segmentation(segmentation: Any, height: int, width: int) -> MaskReading
         parts, dropped = usable_parts(segmentation)
         if not parts:
             return MaskReading(None, None, dropped)
-        reading = _rasterise(parts, height, width)
-        return MaskReading(reading.rle, reading.extent, dropped)
+        return _rasterise(parts, height, width, dropped)
     raise MaskError(
         f"segmentation must be polygon parts or an RLE dict, got {type(segmentation).__name__}"
     )

@@ -14,6 +14,7 @@ from regionkit.catalog.masks import (
     MaskReading,
     boxes_to_rle,
     compressed_counts,
+    covers_no_pixel,
     decode_rle,
     encode_mask,
     flatten_polygon,
@@ -194,3 +195,16 @@ def test_refclef_lists_of_rle_dicts_are_the_union_refer_decodes():
         np.testing.assert_array_equal(decode_rle(reading.rle), _refer_get_mask(segmentation, 6, 7))
     assert read_segmentation(dicts[0], 6, 7) == read_segmentation(dicts[:1], 6, 7)
     assert rle_area(read_segmentation(dicts, 6, 7).rle) == 6 + 9 - 1
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (480, 640), (1000, 1000)])
+def test_an_empty_mask_is_told_from_its_counts_alone(shape):
+    height, width = shape
+    masks = [np.zeros(shape, dtype=np.uint8), np.ones(shape, dtype=np.uint8)]
+    for index in (0, height * width - 1, height * width // 2):  # first, last, middle pixel
+        mask = np.zeros(height * width, dtype=np.uint8)
+        mask[index] = 1
+        masks.append(mask.reshape((width, height)).T)  # column-major, as pycocotools counts
+    for mask in masks:
+        counts = encode_mask(mask)["counts"]
+        assert covers_no_pixel(counts) == (mask.sum() == 0), (shape, counts)
