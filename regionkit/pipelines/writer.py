@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from regionkit.builders.base import Built
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.pipelines.step import ShardContext, Step, StepResult
 from regionkit.pipelines.storage import sha256_file, temporary_path
 
@@ -32,14 +31,20 @@ class ParquetWriter(Step):
     among them) size batches from the first row group and fail on an empty one.
 
     Args:
-        schema: the Arrow schema of the rows; never inferred.
+        schema: the Arrow schema of the rows, never inferred; default the record schema. It
+            travels with the step, so a worker never imports `datasets` (its costliest import)
+            to rebuild it.
         compression: Parquet compression codec.
     """
 
     name = "write"
     version = "1"
 
-    def __init__(self, schema: pa.Schema = ARROW_SCHEMA, compression: str = "zstd") -> None:
+    def __init__(self, schema: pa.Schema | None = None, compression: str = "zstd") -> None:
+        if schema is None:
+            from regionkit.catalog.schema import ARROW_SCHEMA
+
+            schema = ARROW_SCHEMA
         self.schema = schema
         self.compression = compression
         self._context: ShardContext | None = None
