@@ -122,7 +122,7 @@ class ReferringBuilder(RootedBuilder):
             raise BuilderInputError(
                 f"{refs_path}: top level is a {type(refs).__name__}, not a list of refs"
             )
-        instances = read_instances(instances_path, self._referenced(refs), tasks)
+        instances = read_instances(instances_path, self._referenced(refs))
         index = SourceIndex()
         groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
         found: set[str] = set()

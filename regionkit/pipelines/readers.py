@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from regionkit.builders.base import Built, RegionBuilder, Rejected, WorkItem
+from regionkit.builders.files import paused_gc
 from regionkit.builders.tasks import IN_PROCESS, Tasks
 from regionkit.catalog.sources import Source, get_source
 from regionkit.pipelines.inspect import read_manifest
@@ -114,7 +115,8 @@ class BuilderReader(Reader):
         ]
 
     def plan(self, items_per_shard: int, shards: int | None, tasks: Tasks = IN_PROCESS) -> ReadPlan:
-        index = self.builder.index(tasks)
+        with paused_gc():  # an index is millions of plain objects: no cycles to collect
+            index = self.builder.index(tasks)
         return ReadPlan(make_shards(index, items_per_shard, shards), index.rejected)
 
     def read(self, shard: Shard) -> Iterator[Built | Rejected]:

@@ -151,7 +151,7 @@ def test_a_regular_file_is_planned_in_runs_as_tasks_and_never_walked(tmp_path, m
     assert tasks.calls and tasks.calls[0] > 10  # one call per run of about 64 bytes
     assert index.images == reference.images and index.problems == reference.problems
     assert _listed(index.spans) == _listed(reference.spans)
-    assert read_instances_bulk(path, {3, 4}, tasks).annotations == kept.annotations
+    assert read_instances_bulk(path, {3, 4}).annotations == kept.annotations
 
 
 def test_an_irregular_file_is_walked_and_its_records_described_in_place(tmp_path):
