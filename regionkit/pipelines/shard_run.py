@@ -8,6 +8,7 @@ keeps receipts, it never carries rows.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ BATCH_ROWS = 256
 
 _READY_STEPS: dict[str, Step] = {}
 """Steps set up in this worker process, by their description: `setup` runs once per process."""
+
+_heap_frozen = False
 
 
 @dataclass
@@ -80,6 +83,21 @@ def _ready(step: Step) -> Step:
     return _READY_STEPS[key]
 
 
+def _freeze_heap_once() -> None:
+    """Once per process, after the first steps are set up: keep the objects alive now (a Ray
+    worker's imports and state, about 120k objects; loaded models) out of the collector's walks.
+
+    A shard makes rows by the hundred thousand and the collector would walk that heap again
+    at every full collection: freezing it made COCO shards in a Ray worker about a tenth
+    faster. Rows are plain data, freed by reference counting either way.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        gc.collect()
+        gc.freeze()
+        _heap_frozen = True
+
+
 def receipt_path(out: Path, shard: str) -> Path:
     """The receipt that marks a shard as done."""
     return out / "_progress" / f"{shard}.json"
@@ -93,6 +111,7 @@ def run_shard(pipeline: Pipeline, shard: Shard, out: Path) -> dict[str, Any]:
     """
     started = time.perf_counter()
     steps = [_ready(step) for step in pipeline.all_steps()]
+    _freeze_heap_once()
     context = ShardContext(out, shard.name, shard.split)
     stats = BuildStats()
     for item in shard.items:
