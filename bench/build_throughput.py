@@ -5,9 +5,9 @@ masks with pycocotools, write one Parquet file. It parses JSON with the same cal
 (orjson, collector paused), so a slower parser cannot flatter the ratios. regionkit additionally
 checks every image file, validates every row, writes sharded, hashed, resumable output with a
 manifest, quarantine and card, and does it on Ray. Floor and build run in the same invocation on
-the same corpus: in process (medians of `--repeat` runs, Ray already running for regionkit) and
-as whole processes as a user runs them (the CLI starting its own Ray), with the peak memory of
-the main process and of the largest worker.
+the same corpus: in process (medians of `--repeat` runs each, floor and build taken in turns,
+Ray already running for regionkit) and as whole processes as a user runs them (the CLI starting
+its own Ray), with the peak memory of the main process and of the largest worker.
 
     python bench/build_throughput.py coco     # COCO instances: ~5,000 images, ~38,900 instances
     python bench/build_throughput.py coco --images 50000   # a larger COCO corpus
@@ -129,26 +129,38 @@ def vg_floor(root: Path, out: Path) -> dict[str, int]:
     return {"rows": len(data), "regions": sum(len(record["regions"]) for record in data)}
 
 
-def _median_run(function: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """The median wall time of `repeat` calls, and the last call's result."""
-    times, result = [], None
+def _interleaved_medians(
+    floor: Callable[[], dict[str, int]], build: Callable[[], BuildReport], repeat: int
+) -> tuple[float, dict[str, int], float, BuildReport]:
+    """Median wall times of `repeat` floor runs and `repeat` builds, taken in turns (floor,
+    build, floor, build, ...) so that a machine whose speed drifts during the benchmark
+    (shared hosts do) weighs on both alike; with the last results of each."""
+    floor_times, build_times = [], []
+    counts, report = None, None
     for _ in range(repeat):
         started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        counts = floor()
+        floor_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        report = build()
+        build_times.append(time.perf_counter() - started)
+    return statistics.median(floor_times), counts, statistics.median(build_times), report
 
 
-def _ray_running_builds(
-    builder: RegionBuilder, workdir: Path, args: argparse.Namespace
-) -> tuple[float, BuildReport]:
-    """The median of `args.repeat` builds into fresh folders with Ray already running."""
+def _floor_and_builds(
+    builder: RegionBuilder,
+    floor: Callable[[], dict[str, int]],
+    workdir: Path,
+    args: argparse.Namespace,
+) -> tuple[float, dict[str, int], float, BuildReport]:
+    """The floor and builds into fresh folders with Ray already running, in turns."""
     import ray
 
     ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)
     runs = iter(range(args.repeat))
     try:
-        return _median_run(
+        return _interleaved_medians(
+            floor,
             lambda: run_build(
                 builder,
                 BuildOptions(
@@ -175,8 +187,7 @@ def _compare(
     `commands` are the floor and the regionkit CLI as a user runs them (Ray started by the
     build); their memory is sampled over the process tree.
     """
-    floor_s, counts = _median_run(floor, args.repeat)
-    warm_s, warm = _ray_running_builds(builder, workdir, args)
+    floor_s, counts, warm_s, warm = _floor_and_builds(builder, floor, workdir, args)
     built = {unit: c["out"] for unit, c in warm.stats.to_json()["units"].items()}
     print(f"floor counted {counts}; regionkit built {warm.stats.rows} rows from {built}")
     env = {**os.environ, "RAY_ADDRESS": ""}
