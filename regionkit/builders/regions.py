@@ -99,7 +99,7 @@ def boxed_region(
     if clipped is None:
         adjustments["bbox_from_mask"] += 1
     return make_region(
-        region_id, clipped or reading.box, reading.rle, category, attributes, score=score
+        region_id, clipped or reading.tight_box(), reading.rle, category, attributes, score=score
     )
 
 
@@ -109,9 +109,13 @@ def stored_box(record: dict[str, Any]) -> list[float] | None:
     box = record.get("bbox")
     if box is None:
         return None
-    if type(box) is not list or len(box) != 4 or not {type(v) for v in box} <= NUMBER_TYPES:
+    numbers = type(box) is list and len(box) == 4
+    if numbers:
+        x, y, w, h = box
+        numbers = type(x) in NUMBER_TYPES and type(y) in NUMBER_TYPES
+        numbers = numbers and type(w) in NUMBER_TYPES and type(h) in NUMBER_TYPES
+    if not numbers:
         raise RecordError("malformed_bbox", f"field 'bbox' {box!r} is not four numbers")
-    x, y, w, h = box
     try:
         finite = math.isfinite(x + y + w + h)
     except OverflowError:  # an integer too large for a float

@@ -17,9 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pycocotools import mask as mask_api
@@ -112,16 +110,13 @@ def usable_parts(polygons: Any) -> tuple[dict[int, Sequence[float]], int]:
         raise MaskError(
             "polygon segmentation must be a list of parts, got a flat list of numbers", MALFORMED
         )
-    parts = [_flat(part) for part in polygons]
-    usable = {i: part for i, part in enumerate(parts) if len(part) >= 6 and len(part) % 2 == 0}
-    return usable, len(parts) - len(usable)
-
-
-def _flat(part: Any) -> Sequence[float]:
-    """A part as flat `[x1, y1, ...]`: COCO's flat lists as they are, VCR's pairs flattened."""
-    if isinstance(part, list) and (not part or not isinstance(part[0], (list, tuple))):
-        return part
-    return flatten_polygon(part).tolist()
+    usable = {}
+    for i, part in enumerate(polygons):
+        if type(part) is not list or (part and isinstance(part[0], (list, tuple))):
+            part = flatten_polygon(part).tolist()  # VCR's [[x, y], ...] pairs, or an array
+        if len(part) >= 6 and len(part) % 2 == 0:
+            usable[i] = part
+    return usable, len(polygons) - len(usable)
 
 
 def _rasterise(
@@ -134,9 +129,10 @@ def _rasterise(
     rle = normalize_rle(rles[0] if len(rles) == 1 else mask_api.merge(rles))
     if covers_no_pixel(rle["counts"]):
         return MaskReading(None, None, dropped)
-    x1s, y1s, x2s, y2s = zip(*extents, strict=True)
-    extent = [max(min(x1s), 0.0), max(min(y1s), 0.0), min(max(x2s), width), min(max(y2s), height)]
-    return MaskReading(rle, extent, dropped)
+    x1, y1, x2, y2 = extents[0]
+    for more in extents[1:]:
+        x1, y1, x2, y2 = min(x1, more[0]), min(y1, more[1]), max(x2, more[2]), max(y2, more[3])
+    return MaskReading(rle, [max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)], dropped)
 
 
 _RUN_END = re.compile("[0-O]")
@@ -246,9 +242,8 @@ def rle_from_dict(rle: RLE, height: int, width: int) -> RLE:
     raise MaskError(f"RLE counts must be a list, str or bytes, got {type(counts).__name__}")
 
 
-@dataclass(frozen=True)
-class MaskReading:
-    """A source's segmentation read as one mask.
+class MaskReading(NamedTuple):
+    """A source's segmentation read as one mask (a tuple: one is made per region).
 
     Attributes:
         rle: the compressed RLE, or None when no pixel of the image is covered (a sliver, a
@@ -263,9 +258,8 @@ class MaskReading:
     extent: list[float] | None = None
     dropped_parts: int = 0
 
-    @cached_property
-    def box(self) -> list[float] | None:
-        """The tight xyxy box of the mask's pixels (decoding it: `extent` is free)."""
+    def tight_box(self) -> list[float] | None:
+        """The tight xyxy box of the mask's pixels, decoding the mask (`extent` is free)."""
         return None if self.rle is None else rle_to_bbox(self.rle)
 
 
