@@ -20,10 +20,11 @@ from __future__ import annotations
 import gc
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,15 @@ from regionkit.pipelines.validate import ValidateRows
 
 
 class BuildFailed(Exception):
-    """The build could not finish; finished shards are kept and a rerun resumes from them."""
+    """The build could not finish; finished shards are kept and a rerun resumes from them.
+
+    Attributes:
+        kinds: failed shards per exception type (empty when the failure was not a shard's).
+    """
+
+    def __init__(self, message: str, kinds: Counter[str] | None = None) -> None:
+        super().__init__(message)
+        self.kinds = kinds or Counter()
 
 
 class BuildInterrupted(Exception):
@@ -112,8 +121,13 @@ def run_build(builder: RegionBuilder, options: BuildOptions) -> BuildReport:
     return run_pipeline(builder_pipeline(builder), options)
 
 
-def run_pipeline(pipeline: Pipeline, options: BuildOptions) -> BuildReport:
+def run_pipeline(
+    pipeline: Pipeline, options: BuildOptions, session: RaySession | None = None
+) -> BuildReport:
     """Plan, run the unfinished shards on Ray, check the whole, write the manifest and the card.
+
+    `session` is the link to Ray when the caller made one (to start actors the pipeline's steps
+    share); by default the build makes its own from `options.ray_address`.
 
     Raises `OutFolderRefused` when `options.out` cannot take the build (before planning when the
     pipeline or its arguments differ from the build there), `BuildFailed` when a shard fails
@@ -123,7 +137,7 @@ def run_pipeline(pipeline: Pipeline, options: BuildOptions) -> BuildReport:
     out = options.out.resolve()
     head = _plan_head(pipeline)
     check_out_folder(out, pipeline.reader.input_folders(), head, options.overwrite)
-    session = RaySession(options.ray_address)
+    session = session or RaySession(options.ray_address)
     try:
         tasks = RayTasks(session)
         read_plan = pipeline.reader.plan(options.items_per_shard, options.shards, tasks)
@@ -205,9 +219,10 @@ def _build(
             f"{pipeline.name} {pipeline.reader.describe()['source']}",
         )
         try:
-            run_shards(pipeline, todo, out, schedule, session, done=len(shards) - len(todo))
+            run = replace(pipeline, run_id=uuid.uuid4().hex)
+            run_shards(run, todo, out, schedule, session, done=len(shards) - len(todo))
         except ShardsFailed as failed:
-            raise BuildFailed(str(failed)) from None
+            raise BuildFailed(str(failed), failed.kinds) from None
         finally:
             sweep_half_written(out)  # a worker that died mid-write leaves a temporary file
     _check_unique_ids(out, shards)

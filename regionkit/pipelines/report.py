@@ -49,6 +49,10 @@ class BuildReport:
         )
         if self.shards_built:
             lines.append("  steps: " + ", ".join(_step_line(n, s) for n, s in self.steps.items()))
+            for name, stats in self.steps.items():
+                if stats.counters:
+                    counted = ", ".join(f"{k} {v}" for k, v in sorted(stats.counters.items()))
+                    lines.append(f"  {name}: {counted}")
         for split, rows in self.rows_per_split.items():
             lines.append(f"  {split}: {rows} rows")
         for kind, c in self.stats.to_json()["units"].items():

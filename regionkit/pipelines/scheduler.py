@@ -14,7 +14,7 @@ its receipt. What can go wrong is kept apart:
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,16 @@ class Schedule:
 
 
 class ShardsFailed(Exception):
-    """Some shards did not finish; the message says which and why (finished ones are kept)."""
+    """Some shards did not finish; the message says which and why (finished ones are kept).
+
+    Attributes:
+        kinds: how many shards failed with each exception type (`BudgetExhausted`,
+            `GetTimeoutError`, ...), so a caller can tell a spent budget from a bug.
+    """
+
+    def __init__(self, message: str, kinds: Counter[str]) -> None:
+        super().__init__(message)
+        self.kinds = kinds
 
 
 def run_shards(
@@ -82,6 +91,7 @@ def run_shards(
     pending: deque[Shard] = deque(shards)
     in_flight: dict[ray.ObjectRef, tuple[Shard, float]] = {}
     failures: list[str] = []
+    kinds: Counter[str] = Counter()
     bar = tqdm(
         total=len(shards) + done,
         initial=done,
@@ -103,12 +113,15 @@ def run_shards(
                     receipt = ray.get(ref)
                 except ray.exceptions.RayError as error:
                     failures.append(f"{shard.name}: {_reason(error)}")
+                    kinds[_kind(error)] += 1
                     continue
                 if on_receipt is not None:
                     on_receipt(receipt)
                 bar.update(1)
                 bar.set_postfix(rows=receipt["rows"], shard_s=f"{receipt['seconds']:.1f}")
-            failures += _cancel_overdue(in_flight, schedule.timeout)
+            overdue = _cancel_overdue(in_flight, schedule.timeout)
+            failures += overdue
+            kinds["timeout"] += len(overdue)
     except KeyboardInterrupt:
         for ref in in_flight:
             ray.cancel(ref, force=True)
@@ -118,7 +131,8 @@ def run_shards(
     if failures:
         raise ShardsFailed(
             f"{len(failures)} shard(s) failed; finished shards are kept and a rerun resumes:\n"
-            + "\n".join(failures)
+            + "\n".join(failures),
+            +kinds,
         )
 
 
@@ -136,6 +150,13 @@ def _cancel_overdue(
         ray.cancel(ref, force=True)
         failures.append(f"{shard.name}: ran past the {timeout:g} s shard timeout and was stopped")
     return failures
+
+
+def _kind(error: ray.exceptions.RayError) -> str:
+    """The pipeline's exception type when it raised one, else Ray's failure type."""
+    if isinstance(error, ray.exceptions.RayTaskError) and error.cause is not None:
+        return type(error.cause).__name__
+    return type(error).__name__
 
 
 def _reason(error: ray.exceptions.RayError) -> str:

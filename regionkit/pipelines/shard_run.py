@@ -28,7 +28,10 @@ BATCH_ROWS = 256
 """Rows handed to the steps at a time: a shard of any size flows through in bounded memory."""
 
 _READY_STEPS: dict[str, Step] = {}
-"""Steps set up in this worker process, by their description: `setup` runs once per process."""
+"""Steps set up in this worker process for the current run, by their description: `setup`
+runs once per process and run."""
+
+_READY_RUN = ""
 
 _heap_frozen = False
 
@@ -42,12 +45,19 @@ class Pipeline:
         steps: what they go through; step names must differ (they name quarantine stages).
         writer: the last step, writing each shard's Parquet file.
         name: what the pipeline makes (a recipe's name), for the manifest and card.
+        task_resources: what a shard's task asks for, when not the most any step asks: a
+            pipeline that mostly waits on an LLM asks for a fraction of a core, so a worker
+            per core is not pinned to each shard.
     """
 
     reader: Reader
     steps: list[Step]
     writer: ParquetWriter = field(default_factory=ParquetWriter)
     name: str = "regions"
+    task_resources: Resources | None = None
+    run_id: str = ""
+    """Set per run by the engine: steps set up for one run are not reused by the next, whose
+    equal-looking steps may hold other state (a fresh budget, another client)."""
 
     def __post_init__(self) -> None:
         names = [step.name for step in self.all_steps()]
@@ -67,15 +77,22 @@ class Pipeline:
         }
 
     def resources(self) -> Resources:
-        """What a shard's task needs: the most any step needs."""
+        """What a shard's task needs: `task_resources`, or the most any step needs."""
+        if self.task_resources is not None:
+            return self.task_resources
         needed = Resources()
         for step in self.all_steps():
             needed = needed.union(step.resources)
         return needed
 
 
-def _ready(step: Step) -> Step:
-    """The step set up in this process: the first copy of an equal description, set up once."""
+def _ready(step: Step, run_id: str) -> Step:
+    """The step set up in this process: the first copy of an equal description in this run,
+    set up once."""
+    global _READY_RUN
+    if run_id != _READY_RUN:
+        _READY_STEPS.clear()
+        _READY_RUN = run_id
     key = f"{type(step).__module__}.{type(step).__qualname__}:{json.dumps(step.describe())}"
     if key not in _READY_STEPS:
         step.setup()
@@ -110,7 +127,7 @@ def run_shard(pipeline: Pipeline, shard: Shard, out: Path) -> dict[str, Any]:
     unique) or loses track of an input.
     """
     started = time.perf_counter()
-    steps = [_ready(step) for step in pipeline.all_steps()]
+    steps = [_ready(step, pipeline.run_id) for step in pipeline.all_steps()]
     _freeze_heap_once()
     context = ShardContext(out, shard.name, shard.split)
     stats = BuildStats()

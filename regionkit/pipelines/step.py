@@ -56,10 +56,12 @@ class Resources:
 
 @dataclass
 class StepResult:
-    """What a step returns for a batch: the rows that go on and the rows it refused."""
+    """What a step returns for a batch: the rows that go on, the rows it refused, and anything
+    else it counted (requests, tokens, cache hits) for the report and the manifest."""
 
     rows: list[Built]
     rejected: list[Rejected] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -91,12 +93,14 @@ class StepStats:
         rows_out: rows it passed on.
         rejected: rows it refused, per quarantine code.
         seconds: time spent in the step.
+        counters: what else the step counted (an LLM step: requests, tokens, cache hits).
     """
 
     rows_in: int = 0
     rows_out: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    counters: Counter[str] = field(default_factory=Counter)
 
     def __add__(self, other: StepStats) -> StepStats:
         return StepStats(
@@ -104,19 +108,29 @@ class StepStats:
             self.rows_out + other.rows_out,
             self.rejected + other.rejected,
             self.seconds + other.seconds,
+            self.counters + other.counters,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "rows_in": self.rows_in,
             "rows_out": self.rows_out,
             "rejected": dict(sorted(self.rejected.items())),
             "seconds": round(self.seconds, 3),
         }
+        if self.counters:
+            data["counters"] = dict(sorted(self.counters.items()))
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepStats:
-        return cls(data["rows_in"], data["rows_out"], Counter(data["rejected"]), data["seconds"])
+        return cls(
+            data["rows_in"],
+            data["rows_out"],
+            Counter(data["rejected"]),
+            data["seconds"],
+            Counter(data.get("counters", {})),
+        )
 
 
 class Step(ABC):
@@ -158,5 +172,6 @@ class Step(ABC):
         stats.rows_in += len(rows)
         stats.rows_out += len(result.rows)
         stats.rejected.update(r.code for r in result.rejected)
+        stats.counters.update(result.counters)
         result.rejected = [replace(r, stage=self.name) for r in result.rejected]
         return result

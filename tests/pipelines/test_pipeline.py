@@ -20,8 +20,7 @@ import ray.cloudpickle
 from datasets import load_dataset
 
 from regionkit.builders.base import Built, Rejected
-from regionkit.builders.coco import CocoBuilder
-from regionkit.pipelines.build import BuildFailed, BuildOptions, run_build, run_pipeline
+from regionkit.pipelines.build import BuildFailed, BuildOptions, run_pipeline
 from regionkit.pipelines.out_folder import OutFolderRefused
 from regionkit.pipelines.readers import DatasetReader
 from regionkit.pipelines.shard_run import Pipeline
@@ -134,21 +133,6 @@ class Stall(OnRow):
 
     def act(self) -> None:
         time.sleep(self.seconds)
-
-
-@pytest.fixture(scope="module")
-def coco_dataset(ray_cluster, tmp_path_factory) -> Path:
-    """A built COCO dataset of 12 images in 4 shards: the input of the pipelines here."""
-    from regionkit.builders.samples.coco import write_coco_sample
-
-    root = tmp_path_factory.mktemp("coco")
-    sample = write_coco_sample(root / "src", num_images=12, seed=5, draw=False)
-    out = root / "built"
-    run_build(
-        CocoBuilder(sample.annotations, sample.images),
-        BuildOptions(out, shards=4, progress=False),
-    )
-    return out
 
 
 def _options(out: Path, **kwargs: Any) -> BuildOptions:
