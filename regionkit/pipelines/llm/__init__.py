@@ -1,0 +1,1 @@
+"""Generation through any OpenAI-compatible endpoint: the client, its cache, budget and prompts."""
