@@ -9,14 +9,24 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from regionkit.builders.base import BuilderInputError
 from regionkit.builders.registry import available_sources, builder_class
+from regionkit.catalog.recipes import RECIPES
 from regionkit.catalog.sources import SOURCES, get_source
+
+if TYPE_CHECKING:
+    from regionkit.pipelines.build import BuildOptions
+    from regionkit.pipelines.recipe_run import RecipeFunction
+    from regionkit.pipelines.report import BuildReport
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_BUDGET = 3
+"""An LLM budget ran out: what was done is kept, a rerun goes on."""
 EXIT_INTERRUPTED = 130
 """What a shell reports for a program stopped by Ctrl-C (128 + SIGINT)."""
 
@@ -26,6 +36,8 @@ EPILOG = """examples:
   regionkit inspect out/coco
   regionkit show out/coco --n 8 --out preview.png
   regionkit sources coco
+  regionkit recipes
+  regionkit recipe seed --input out/refcoco --input out/vg --out out/seed
 """
 
 
@@ -89,31 +101,44 @@ def _files_help(source: str) -> str:
     )
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from regionkit.pipelines.build import BuildFailed, BuildInterrupted, BuildOptions, run_build
+def _build_options(args: argparse.Namespace) -> BuildOptions:
+    from regionkit.pipelines.build import BuildOptions
+
+    return BuildOptions(
+        out=args.out,
+        items_per_shard=args.items_per_shard,
+        shards=args.shards,
+        ray_address=args.ray_address,
+        max_in_flight=args.max_in_flight,
+        retries=args.retries,
+        shard_timeout=args.shard_timeout,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        name=args.name,
+    )
+
+
+def _reported(run: Callable[[], BuildReport]) -> int:
+    """Run a build and print its report, or say in one paragraph why it did not finish."""
+    from regionkit.pipelines.build import BuildFailed, BuildInterrupted
     from regionkit.pipelines.out_folder import OutFolderRefused
+    from regionkit.pipelines.recipe_run import RecipeNotFound
 
     try:
-        builder = builder_class(args.source).from_args(args)
-        report = run_build(
-            builder,
-            BuildOptions(
-                out=args.out,
-                items_per_shard=args.items_per_shard,
-                shards=args.shards,
-                ray_address=args.ray_address,
-                max_in_flight=args.max_in_flight,
-                retries=args.retries,
-                shard_timeout=args.shard_timeout,
-                overwrite=args.overwrite,
-                progress=not args.no_progress,
-                name=args.name,
-            ),
-        )
-    except (BuilderInputError, OutFolderRefused) as error:
+        report = run()
+    except (BuilderInputError, OutFolderRefused, RecipeNotFound, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BuildFailed as error:
+        if error.kinds.get("BudgetExhausted"):
+            print(
+                f"stopped: the LLM budget is spent ({error.kinds['BudgetExhausted']} shard(s) "
+                "left unfinished). Finished shards are kept and every answer received is "
+                "cached: rerun the same command, with a larger --max-requests or --max-tokens, "
+                "to go on.",
+                file=sys.stderr,
+            )
+            return EXIT_BUDGET
         print(f"build failed: {error}", file=sys.stderr)
         return EXIT_FAILED
     except BuildInterrupted as interrupted:
@@ -121,6 +146,133 @@ def cmd_build(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(report.format())
     return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from regionkit.pipelines.build import run_build
+
+    return _reported(
+        lambda: run_build(builder_class(args.source).from_args(args), _build_options(args))
+    )
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    for name, recipe in RECIPES.items():
+        print(f"{name:13} {recipe.title}\n{'':13} reads: {', '.join(recipe.sources)}")
+    return 0
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from regionkit.pipelines.recipe_run import load_recipe
+
+    return _reported(lambda: _run_recipe(load_recipe(args.recipe), args))
+
+
+def _run_recipe(function: RecipeFunction, args: argparse.Namespace) -> BuildReport:
+    """Connect to Ray first, so a budget can be one actor that every worker shares."""
+    from regionkit.pipelines.build import run_pipeline
+    from regionkit.pipelines.llm.budget import UNLIMITED, Budget
+    from regionkit.pipelines.ray_runtime import RaySession
+    from regionkit.pipelines.recipe_run import make_generator, recipe_inputs
+
+    session = RaySession(args.ray_address)
+    budget: Budget = UNLIMITED
+    if args.max_requests is not None or args.max_tokens is not None:
+        from regionkit.pipelines.ray_budget import SharedBudget
+
+        session.connect()
+        budget = SharedBudget(args.max_requests, args.max_tokens)
+    endpoint = {
+        "base_url": args.llm_base_url,
+        "api_key_env": args.llm_key_env,
+        "timeout": args.llm_timeout,
+        "retries": args.llm_retries,
+        "max_in_flight": args.llm_in_flight,
+    }
+    generator = make_generator(args.llm, endpoint, args.llm_cache, budget)
+    pipeline = function(recipe_inputs(args.input, args.evaluation, generator))
+    try:
+        return run_pipeline(pipeline, _build_options(args), session)
+    finally:
+        if args.max_requests is not None or args.max_tokens is not None:
+            print(f"LLM budget spent: {budget.spent()}", file=sys.stderr)  # type: ignore[attr-defined]
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recipe options")
+    group.add_argument(
+        "--input",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="a dataset built by `regionkit build` (repeat for several)",
+    )
+    group.add_argument(
+        "--evaluation",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a further dataset whose val/test images training rows must not show (the "
+        "inputs' own val/test splits always count)",
+    )
+    llm = parser.add_argument_group("generation")
+    llm.add_argument(
+        "--llm",
+        default="template",
+        metavar="GENERATOR",
+        help="'template' (default: offline, deterministic) or 'openai:MODEL' for any "
+        "OpenAI-compatible endpoint",
+    )
+    llm.add_argument(
+        "--llm-base-url", default=None, help="the endpoint's API root, e.g. http://host:8000/v1"
+    )
+    llm.add_argument(
+        "--llm-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default OPENAI_API_KEY; the key "
+        "itself never appears in logs, the manifest or the card)",
+    )
+    llm.add_argument(
+        "--llm-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="answer cache (default $REGIONKIT_LLM_CACHE or ~/.cache/regionkit/llm; on a "
+        "cluster, a folder every node sees): a rerun asks nothing it has asked before",
+    )
+    llm.add_argument(
+        "--llm-in-flight",
+        type=int,
+        default=16,
+        help="requests in flight per shard task (default 16); at most --max-in-flight shard "
+        "tasks run at once, so the bound overall is their product",
+    )
+    llm.add_argument("--llm-timeout", type=float, default=120.0, help="seconds per request")
+    llm.add_argument(
+        "--llm-retries",
+        type=int,
+        default=4,
+        help="retries of a request that was rate limited, failed on the server or timed out "
+        "(default 4, with backoff; a server's retry-after is honoured)",
+    )
+    llm.add_argument(
+        "--max-requests", type=int, default=None, help="stop cleanly after this many requests"
+    )
+    llm.add_argument(
+        "--max-tokens", type=int, default=None, help="stop cleanly after this many tokens"
+    )
+
+
+def recipe_main(function: RecipeFunction, argv: list[str] | None = None) -> int:
+    """What a recipe file runs as a script: `python my_recipe.py --input DIR --out DIR`."""
+    parser = argparse.ArgumentParser(description=(function.__doc__ or "a regionkit recipe"))
+    _add_recipe_options(parser)
+    _add_build_options(parser)
+    args = parser.parse_args(argv)
+    return _reported(lambda: _run_recipe(function, args))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -247,6 +399,29 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("preview.png"), help="PNG to write (default: preview.png)"
     )
     show.set_defaults(func=cmd_show)
+
+    recipes = commands.add_parser("recipes", help="list the recipes (training datasets)")
+    recipes.set_defaults(func=cmd_recipes)
+
+    recipe = commands.add_parser(
+        "recipe",
+        help="make a training dataset from built datasets (a recipe name or file)",
+        description="Run a recipe over datasets built by `regionkit build`: it writes the "
+        "dialogue of each image (generated by templates or by an LLM), checks it, and writes "
+        "a dataset like a build does (resumable, quarantine, manifest, card). Training rows "
+        "whose image a val/test split shows are kept out. With --max-requests/--max-tokens a "
+        "build that spends its budget stops with exit code 3; rerun to go on.",
+        epilog="examples:\n"
+        "  regionkit recipe seed --input out/refcoco --input out/vg --out out/seed\n"
+        "  OPENAI_API_KEY=... regionkit recipe fine_grained --input out/coco --out out/fg \\\n"
+        "      --llm openai:gpt-4o-mini --max-requests 1000\n"
+        "  regionkit recipe ./my_recipe.py --input out/coco --out out/mine",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    recipe.add_argument("recipe", help=f"one of {', '.join(RECIPES)}, or a recipe file's path")
+    _add_recipe_options(recipe)
+    _add_build_options(recipe)
+    recipe.set_defaults(func=cmd_recipe)
 
     sources = commands.add_parser("sources", help="list catalog sources, or describe one")
     sources.add_argument("name", nargs="?", help="a source name, e.g. refcocog")

@@ -12,9 +12,9 @@ import re
 from typing import Any
 
 from regionkit.catalog.boxes import BBOX_TOLERANCE_PX, box_outside_image
+from regionkit.catalog.markup import MARKUP
 from regionkit.catalog.records import ROLES
 
-MARKUP = re.compile(r"<(region|seg)(\d+)>")
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

@@ -1,0 +1,1 @@
+"""The steps recipes are made of: split hygiene, region facts, generation, quality checks."""

@@ -1,0 +1,88 @@
+"""Quality checks every recipe's output passes; a row failing one goes to quarantine under the
+check's name, with the turn and the text at fault.
+
+- `markup_malformed`: tag-like text that is not `<regionK>`, `<segK>` or `<rej>`;
+- `markup_unresolved`: an index past the row's regions;
+- `seg_without_mask`: `<segK>` for a region that has no mask to output;
+- `text_artefact`: boxes, annotations, coordinates, label artefacts or empty slots in any turn;
+- `absent_category`: an answer names a COCO category the image is not known to hold;
+- `answer_length`: an answer's words outside the task's bounds (markup-only answers exempt);
+- `no_turns`: a row with no dialogue, or one that does not alternate user, assistant.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any
+
+from regionkit.builders.base import Built, Rejected
+from regionkit.catalog.markup import malformed_markup, references
+from regionkit.pipelines.curation.text_checks import (
+    absent_categories,
+    artefacts,
+    known_categories,
+    word_count,
+)
+from regionkit.pipelines.step import Step, StepResult
+
+
+def row_problem(row: dict[str, Any], min_words: int, max_words: int) -> tuple[str, str] | None:
+    """The first (check, what is wrong) of `row`, or None when it passes every check."""
+    messages = row["messages"]
+    if not messages:
+        return "no_turns", "the row has no dialogue"
+    roles = [m["role"] for m in messages]
+    if roles[0] != "user" or any(a == b for a, b in pairwise(roles)):
+        return "no_turns", f"turns do not alternate user, assistant: {roles}"
+    regions = row["regions"]
+    known = known_categories(row)
+    for i, message in enumerate(messages):
+        text, where = message["content"], f"messages[{i}]"
+        bad = malformed_markup(text)
+        if bad:
+            return "markup_malformed", f"{where}: {bad[0]!r} is not markup"
+        for kind, k in references(text):
+            if k >= len(regions):
+                return "markup_unresolved", f"{where}: <{kind}{k}> past the {len(regions)} regions"
+            if kind == "seg" and regions[k]["mask"] is None:
+                return "seg_without_mask", f"{where}: <seg{k}> but region {k} has no mask"
+        found = artefacts(text)
+        if found:
+            return "text_artefact", f"{where}: {found[0]} in {text!r}"
+        if message["role"] != "assistant":
+            continue
+        absent = absent_categories(text, known)
+        if absent:
+            return "absent_category", f"{where}: names {absent} but the image holds none"
+        words = word_count(text)
+        if words and not min_words <= words <= max_words:
+            return "answer_length", f"{where}: {words} words, not {min_words}-{max_words}"
+    return None
+
+
+class QualityChecks(Step):
+    """Rows that fail a check go to quarantine under the check's name.
+
+    Args:
+        min_words, max_words: bounds on the words of an answer that has words.
+    """
+
+    name, version = "quality", "1"
+
+    def __init__(self, min_words: int = 1, max_words: int = 250) -> None:
+        self.min_words = min_words
+        self.max_words = max_words
+
+    def params(self) -> dict[str, Any]:
+        return {"min_words": self.min_words, "max_words": self.max_words}
+
+    def process(self, rows: list[Built]) -> StepResult:
+        result = StepResult([])
+        for built in rows:
+            problem = row_problem(built.row, self.min_words, self.max_words)
+            if problem is None:
+                result.rows.append(built)
+            else:
+                code, reason = problem
+                result.rejected.append(Rejected(built.row["id"], code, reason, built.units))
+        return result

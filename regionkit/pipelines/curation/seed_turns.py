@@ -1,0 +1,137 @@
+"""Seed turns: short region captions and referring turns from the sources' own texts.
+
+For one image: "What is <region2>?" -> a short caption, for a few talkable regions (the
+generator writes the caption: the template takes the shortest source text, or the attributes
+and the category; an LLM condenses all of them), then "Where is <text>?" -> `<segK>` for
+a few of the source's referring texts (several `<segK>` for a multi-target gRefCOCO text,
+`<rej>` for a no-target one). Which regions, texts and question templates are used is fixed by
+the row id, so a rebuild writes the same turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from regionkit.builders.base import Built, Rejected
+from regionkit.catalog.markup import REJECT, region, seg
+from regionkit.pipelines.curation.facts import is_talkable, region_facts, stable_choice
+from regionkit.pipelines.curation.text_checks import artefacts, word_count
+from regionkit.pipelines.llm.generate import Answer, Ask, GenerateStep, text_answer_schema
+from regionkit.pipelines.llm.prompts import facts_text
+
+CAPTION_QUESTIONS = (
+    "What is {region}?",
+    "What is in {region}?",
+    "Describe {region} in a few words.",
+    "Give a short caption for {region}.",
+    "What do you see in {region}?",
+    "Name the object in {region} briefly.",
+)
+REFER_QUESTIONS = (
+    "Where is {text}?",
+    "Segment {text}.",
+    "Please show {text}.",
+    "Find {text} in the image.",
+    "Which part of the image is {text}?",
+)
+CAPTION_WORDS = (1, 20)
+
+
+def _ordered(seed: str, items: list[Any]) -> list[Any]:
+    """`items` in an order fixed by `seed`: a rotation, so no item is favoured across rows."""
+    if not items:
+        return items
+    start = stable_choice(seed, len(items))
+    return items[start:] + items[:start]
+
+
+class SeedTurns(GenerateStep):
+    """Writes each row's Seed dialogue (task `seed`).
+
+    Args:
+        generator: writes the captions.
+        captions: most caption turns per row.
+        referring: most referring turns per row.
+    """
+
+    name, version = "seed_turns", "1"
+    prompt_id = "seed_caption.v1"
+    schema: ClassVar[dict[str, Any]] = text_answer_schema("caption")
+
+    def __init__(self, generator: Any, captions: int = 4, referring: int = 4) -> None:
+        super().__init__(generator)
+        self.captions = captions
+        self.referring = referring
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "captions": self.captions, "referring": self.referring}
+
+    def asks(self, row: dict[str, Any]) -> list[Ask]:
+        eligible = []
+        for k in range(len(row["regions"])):
+            facts = region_facts(row, k)
+            if is_talkable(row, k) and (facts["texts"] or facts["category"]):
+                eligible.append(Ask(f"region {k}", facts))
+        return _ordered(f"{row['id']}/captions", eligible)[: self.captions]
+
+    def prompt_fields(self, ask: Ask) -> dict[str, str]:
+        facts = {n: ask.facts[n] for n in ("category", "attributes", "texts", "size")}
+        return {"facts": facts_text(facts)}
+
+    def template(self, ask: Ask) -> dict[str, Any]:
+        facts = ask.facts
+        short = [t for t in facts["texts"] if word_count(t) <= CAPTION_WORDS[1]]
+        if short:
+            return {"caption": min(short, key=lambda t: (len(t), t))}
+        return {"caption": " ".join([*facts["attributes"][:2], facts["category"] or "object"])}
+
+    def check(self, ask: Ask, value: dict[str, Any]) -> list[str]:
+        caption = value.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            return ["'caption' must be a non-empty string"]
+        problems = artefacts(caption)
+        words = word_count(caption)
+        if not CAPTION_WORDS[0] <= words <= CAPTION_WORDS[1]:
+            problems.append(
+                f"the caption has {words} words, not {CAPTION_WORDS[0]}-{CAPTION_WORDS[1]}"
+            )
+        if "<" in caption:
+            problems.append("the caption must not hold markup")
+        return problems
+
+    def apply(self, built: Built, answers: list[Answer]) -> Built | Rejected:
+        row = built.row
+        turns: list[dict[str, str]] = []
+        for answer in answers:
+            if answer.value is None:
+                continue
+            k = answer.ask.facts["region"]
+            question = CAPTION_QUESTIONS[stable_choice(f"{row['id']}/q{k}", len(CAPTION_QUESTIONS))]
+            turns += _turn(question.format(region=region(k)), answer.value["caption"].strip())
+        for text, targets in self._referring(row):
+            question = REFER_QUESTIONS[stable_choice(f"{row['id']}/r{text}", len(REFER_QUESTIONS))]
+            reply = " and ".join(seg(k) for k in targets) if targets else REJECT
+            turns += _turn(question.format(text=text), reply)
+        if not turns:
+            reason = "no talkable region with a text or a category, and no referring text"
+            return Rejected(row["id"], "nothing_to_say", reason, built.units)
+        return replace(built, row={**row, "task": "seed", "messages": turns})
+
+    def _referring(self, row: dict[str, Any]) -> list[tuple[str, list[int]]]:
+        """Referring texts whose targets all have masks and are talkable (or no-target ones)."""
+        usable = []
+        seen = set()
+        for grounding in row["groundings"]:
+            text = " ".join(grounding["text"].split())
+            targets = sorted(set(grounding["regions"]))
+            if not text or text in seen:
+                continue
+            if all(row["regions"][k]["mask"] is not None and is_talkable(row, k) for k in targets):
+                seen.add(text)
+                usable.append((text, targets))
+        return _ordered(f"{row['id']}/referring", usable)[: self.referring]
+
+
+def _turn(question: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
