@@ -318,7 +318,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from regionkit.pipelines.build import BuildInterrupted
-    from regionkit.pipelines.demo import demo_sources, run_demo
+    from regionkit.pipelines.demo import demo_sources, run_demo, run_demo_recipes
 
     known = demo_sources()
     sources = args.sources or known
@@ -332,11 +332,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"writing sample sources (broken records included) under {out / 'sources'}")
     try:
         results = run_demo(out, sources, args.seed, args.ray_address, progress=not args.no_progress)
+        built = [out / r.source for r in results]
+        results += run_demo_recipes(out, built, args.ray_address, progress=not args.no_progress)
     except (BuildInterrupted, KeyboardInterrupt):
         print("interrupted: rerun `regionkit demo` to run it again", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(results[0].report.format())
-    print("\nevery source (units: in = out + quarantined):")
+    print("\nevery source, then every recipe over them (units: in = out + quarantined):")
     for result in results:
         print(f"  {result.summary()}")
     print(f"\nquarantine reasons: {out}/<source>/quarantine/*.jsonl")
@@ -433,7 +435,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Write a small sample of every source in its real on-disk format, broken "
         "records included, under OUT/sources/; build each into OUT/<source>/, re-validate it, "
         "draw OUT/previews/<source>.png, and print per source the rows and in = out + "
-        "quarantined for every kind of input. Exits 1 if any build does not validate.",
+        "quarantined for every kind of input. Then run every recipe over those datasets with "
+        "the template generator into OUT/recipes/<recipe>/, checked and previewed the same "
+        "way. Exits 1 if any build does not validate.",
     )
     demo.add_argument(
         "--out",

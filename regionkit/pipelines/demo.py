@@ -70,7 +70,7 @@ class DemoResult:
             for unit, c in self.report.stats.to_json()["units"].items()
         )
         state = "valid" if self.valid else "INVALID"
-        return f"{self.source:10} {self.report.stats.rows:5} rows  {state:7}  {units}"
+        return f"{self.source:22} {self.report.stats.rows:5} rows  {state:7}  {units}"
 
 
 def demo_builder(source: str, root: Path, seed: int) -> RegionBuilder:
@@ -88,6 +88,37 @@ def demo_builder(source: str, root: Path, seed: int) -> RegionBuilder:
 def demo_sources() -> list[str]:
     """The sources the demo can write a sample of."""
     return [s for s in available_sources() if s == "coco" or s in _SAMPLES]
+
+
+def run_demo_recipes(
+    out: Path, built: list[Path], ray_address: str | None = None, progress: bool = True
+) -> list[DemoResult]:
+    """Run every recipe (template generator) over the demo's built datasets that it reads;
+    each into `out/recipes/<recipe>`, inspected and previewed like a source."""
+    from regionkit.catalog.recipes import RECIPES
+    from regionkit.pipelines.build import run_pipeline
+    from regionkit.pipelines.llm.generate import TemplateGenerator
+    from regionkit.pipelines.recipe_run import load_recipe, recipe_inputs
+
+    results = []
+    for name, recipe in RECIPES.items():
+        inputs = [path for path in built if path.name in recipe.sources]
+        if not inputs:
+            continue
+        pipeline = load_recipe(name)(recipe_inputs(inputs, [], TemplateGenerator()))
+        dataset = out / "recipes" / name
+        options = BuildOptions(
+            out=dataset,
+            ray_address=ray_address,
+            overwrite=True,
+            progress=progress,
+            name=f"regionkit-demo-{name}",
+        )
+        report = run_pipeline(pipeline, options)
+        valid = inspect_dataset(dataset).ok
+        preview = render_preview(dataset, out / "previews" / f"recipe-{name}.png", n=8)
+        results.append(DemoResult(f"{name} (recipe)", report, valid, preview))
+    return results
 
 
 def run_demo(

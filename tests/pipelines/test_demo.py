@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from PIL import Image
 
+from regionkit.catalog.recipes import RECIPES
 from regionkit.catalog.sources import SOURCES
 from regionkit.cli import main
-from regionkit.pipelines.demo import demo_sources, run_demo
+from regionkit.pipelines.demo import demo_sources, run_demo, run_demo_recipes
 
 
 def test_every_catalog_source_has_a_demo_sample():
@@ -23,6 +24,14 @@ def test_demo_builds_every_source_with_its_broken_records(ray_cluster, tmp_path)
         assert sum(c["quarantined"] for c in counts.values()) > 0, result.source
         with Image.open(result.preview) as preview:
             assert preview.width > 0
+
+    built = [tmp_path / r.source for r in results]
+    recipes = run_demo_recipes(tmp_path, built, ray_address=ray_cluster, progress=False)
+    assert [r.source for r in recipes] == [f"{name} (recipe)" for name in RECIPES]
+    for result in recipes:
+        counts = result.report.stats.to_json()["units"]["row"]
+        assert result.valid and result.report.stats.rows > 0, result.source
+        assert counts["in"] == counts["out"] + counts["quarantined"]
 
 
 def test_demo_refuses_an_unknown_source(tmp_path, capsys):
