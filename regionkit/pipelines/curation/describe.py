@@ -16,7 +16,14 @@ from typing import Any, ClassVar
 
 from regionkit.builders.base import Built, Rejected
 from regionkit.catalog.markup import malformed_markup, references
-from regionkit.pipelines.curation.facts import is_talkable, region_facts, stable_choice
+from regionkit.pipelines.curation.dialogue import (
+    pick,
+    qa_turn,
+    rotated,
+    stable_choice,
+    with_article,
+)
+from regionkit.pipelines.curation.facts import is_talkable, region_facts
 from regionkit.pipelines.curation.text_checks import (
     SYNONYMS,
     absent_categories,
@@ -74,10 +81,6 @@ def colour_contradiction(text: str, attributes: list[str]) -> str | None:
     return None
 
 
-def _article(phrase: str) -> str:
-    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
-
-
 def _listed(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -109,8 +112,7 @@ class DescribeRegions(GenerateStep):
             facts = region_facts(row, k)
             if facts["category"]:
                 asks.append(Ask(f"region {k}", facts))
-        start = stable_choice(f"{row['id']}/describe", len(asks)) if asks else 0
-        return (asks[start:] + asks[:start])[: self.per_row]
+        return rotated(f"{row['id']}/describe", asks)[: self.per_row]
 
     def prompt_fields(self, ask: Ask) -> dict[str, str]:
         shown = {n: v for n, v in ask.facts.items() if n not in ("region", "region_count")}
@@ -120,21 +122,21 @@ class DescribeRegions(GenerateStep):
         facts = ask.facts
         category = facts["category"]
         where = "in the center" if facts["position"] == "center" else f"at the {facts['position']}"
-        sentences = [f"This is {_article(facts['size'] + ' ' + category)} {where} of the picture."]
+        sentences = [
+            f"This is {with_article(facts['size'] + ' ' + category)} {where} of the picture."
+        ]
         if facts["attributes"]:
             sentences.append(f"It looks {_listed(facts['attributes'][:4])}.")
         texts = [t.rstrip(" .") for t in facts["texts"][:2]]
         if texts:
             sentences.append(f"It is the one that could be called {_listed(texts)}.")
-        for relation in facts["relations"][:3]:
-            phrase = re.sub(r" \(([^)]*)\)", r", a \1,", relation).rstrip(",")
-            sentences.append(f"It is {phrase}." if not phrase.startswith("<") else f"{phrase}.")
-        for near in facts["neighbours"]:
-            sentences.append(re.sub(r" \(([^)]*)\)", r", a \1,", near) + ".")
+        for phrase in facts["relations"][:3]:
+            sentences.append(f"{phrase}." if phrase.startswith("<") else f"It {phrase}.")
+        sentences += [f"{near}." for near in facts["neighbours"]]
         others = [c for c in facts["other_categories"] if c != category]
         if others:
             sentences.append(
-                f"The picture also shows {_listed([_article(c) for c in others[:4]])}."
+                f"The picture also shows {_listed([with_article(c) for c in others[:4]])}."
             )
         return {"description": " ".join(sentences)}
 
@@ -172,11 +174,10 @@ class DescribeRegions(GenerateStep):
                 continue
             k = answer.ask.facts["region"]
             text = answer.value["description"].strip()
-            question = QUESTIONS[stable_choice(f"{row['id']}/d{k}", len(QUESTIONS))]
-            question = question.format(region=f"<region{k}>")
+            question = pick(f"{row['id']}/d{k}", QUESTIONS).format(region=f"<region{k}>")
             if stable_choice(f"{row['id']}/hint{k}", 5) == 0:  # a fifth ask for a length
                 question += LENGTH_HINT.format(words=round(word_count(text), -1) or 10)
-            turns += [{"role": "user", "content": question}, {"role": "assistant", "content": text}]
+            turns += qa_turn(question, text)
         if not turns:
             reason = "no region could be described (none talkable with a category, or none passed)"
             return Rejected(row["id"], "no_description", reason, built.units)

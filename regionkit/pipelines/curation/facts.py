@@ -8,8 +8,9 @@ triplets read from the region's side.
 from __future__ import annotations
 
 import re
-import zlib
 from typing import Any
+
+from regionkit.pipelines.curation.dialogue import with_article
 
 CROWD = "crowd"
 """The attribute builders give a COCO crowd annotation."""
@@ -20,12 +21,6 @@ TINY_SIDE_PX = 16.0
 
 PLAIN_CATEGORY = re.compile(r"^[a-z][a-z' -]*$")
 """A category that reads as a noun (`traffic light`), not a code (`other/people`, `n02084071`)."""
-
-
-def stable_choice(seed: str, n: int) -> int:
-    """An index in [0, n) fixed by `seed` (a row id and a purpose), the same on every machine
-    and every run: Python's `hash` is salted per process, CRC-32 is not."""
-    return zlib.crc32(seed.encode("utf-8")) % n
 
 
 def box_area(box: list[float]) -> float:
@@ -78,17 +73,38 @@ def region_texts(row: dict[str, Any], k: int) -> list[str]:
     return texts
 
 
+def _named(row: dict[str, Any], j: int) -> str:
+    """Region `j` as a text names it: `<region3>, a chair,`."""
+    return f"<region{j}>, {with_article(row['regions'][j]['category'] or 'object')},"
+
+
+PREPOSITIONS = frozenset({
+    "on", "in", "at", "of", "by", "near", "under", "over", "above", "below", "behind", "beside",
+    "next", "inside", "along", "against", "across", "around", "between", "with", "beneath",
+    "atop", "onto", "into", "underneath", "outside",
+})  # fmt: skip
+
+
+def verb_phrase(predicate: str) -> str:
+    """A triplet's predicate as a verb phrase: `on` -> `is on`, `sitting on` -> `is sitting on`,
+    `has` stays `has`."""
+    words = predicate.strip().lower().split()
+    if words and (words[0] in PREPOSITIONS or words[0].endswith("ing")):
+        return "is " + " ".join(words)
+    return " ".join(words)
+
+
 def region_relations(row: dict[str, Any], k: int) -> list[str]:
-    """Region `k`'s relations as phrases from its side: `on <region1> (table)`."""
+    """Region `k`'s relations as phrases from its side: `is on <region1>, a table` (it is the
+    subject) or `<region0>, a man, is holding it` (it is the object)."""
     phrases = []
     for relation in row["relations"]:
         subject, obj = relation["subject"], relation["object"]
+        verb = verb_phrase(relation["predicate"])
         if subject == k and obj != k:
-            other = row["regions"][obj]["category"] or "object"
-            phrases.append(f"{relation['predicate']} <region{obj}> ({other})")
+            phrases.append(f"{verb} {_named(row, obj).rstrip(',')}")
         elif obj == k and subject != k:
-            other = row["regions"][subject]["category"] or "object"
-            phrases.append(f"<region{subject}> ({other}) {relation['predicate']} it")
+            phrases.append(f"{_named(row, subject)} {verb} it")
     return phrases
 
 
@@ -102,7 +118,7 @@ def direction(box: list[float], other: list[float]) -> str:
 
 
 def neighbours(row: dict[str, Any], k: int, most: int = 2) -> list[str]:
-    """The nearest talkable regions with a category, as `<region3> (chair) is to its left`."""
+    """The nearest talkable regions with a category, as `<region3>, a chair, is to its left`."""
     box = row["regions"][k]["bbox"]
     centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     near = []
@@ -112,7 +128,7 @@ def neighbours(row: dict[str, Any], k: int, most: int = 2) -> list[str]:
             continue
         b = other["bbox"]
         distance = ((b[0] + b[2]) / 2 - centre[0]) ** 2 + ((b[1] + b[3]) / 2 - centre[1]) ** 2
-        near.append((distance, j, f"<region{j}> ({category}) is {direction(box, b)}"))
+        near.append((distance, j, f"{_named(row, j)} is {direction(box, b)}"))
     return [phrase for _, _, phrase in sorted(near)[:most]]
 
 

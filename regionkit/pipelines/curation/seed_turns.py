@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 from regionkit.builders.base import Built, Rejected
 from regionkit.catalog.markup import REJECT, region, seg
-from regionkit.pipelines.curation.facts import is_talkable, region_facts, stable_choice
+from regionkit.pipelines.curation.dialogue import pick, qa_turn, rotated
+from regionkit.pipelines.curation.facts import is_talkable, region_facts
 from regionkit.pipelines.curation.text_checks import artefacts, word_count
 from regionkit.pipelines.llm.generate import Answer, Ask, GenerateStep, text_answer_schema
 from regionkit.pipelines.llm.prompts import facts_text
@@ -36,14 +37,6 @@ REFER_QUESTIONS = (
     "Which part of the image is {text}?",
 )
 CAPTION_WORDS = (1, 20)
-
-
-def _ordered(seed: str, items: list[Any]) -> list[Any]:
-    """`items` in an order fixed by `seed`: a rotation, so no item is favoured across rows."""
-    if not items:
-        return items
-    start = stable_choice(seed, len(items))
-    return items[start:] + items[:start]
 
 
 class SeedTurns(GenerateStep):
@@ -73,7 +66,7 @@ class SeedTurns(GenerateStep):
             facts = region_facts(row, k)
             if is_talkable(row, k) and (facts["texts"] or facts["category"]):
                 eligible.append(Ask(f"region {k}", facts))
-        return _ordered(f"{row['id']}/captions", eligible)[: self.captions]
+        return rotated(f"{row['id']}/captions", eligible)[: self.captions]
 
     def prompt_fields(self, ask: Ask) -> dict[str, str]:
         facts = {n: ask.facts[n] for n in ("category", "attributes", "texts", "size")}
@@ -107,12 +100,12 @@ class SeedTurns(GenerateStep):
             if answer.value is None:
                 continue
             k = answer.ask.facts["region"]
-            question = CAPTION_QUESTIONS[stable_choice(f"{row['id']}/q{k}", len(CAPTION_QUESTIONS))]
-            turns += _turn(question.format(region=region(k)), answer.value["caption"].strip())
+            question = pick(f"{row['id']}/q{k}", CAPTION_QUESTIONS)
+            turns += qa_turn(question.format(region=region(k)), answer.value["caption"].strip())
         for text, targets in self._referring(row):
-            question = REFER_QUESTIONS[stable_choice(f"{row['id']}/r{text}", len(REFER_QUESTIONS))]
+            question = pick(f"{row['id']}/r{text}", REFER_QUESTIONS)
             reply = " and ".join(seg(k) for k in targets) if targets else REJECT
-            turns += _turn(question.format(text=text), reply)
+            turns += qa_turn(question.format(text=text), reply)
         if not turns:
             reason = "no talkable region with a text or a category, and no referring text"
             return Rejected(row["id"], "nothing_to_say", reason, built.units)
@@ -130,8 +123,4 @@ class SeedTurns(GenerateStep):
             if all(row["regions"][k]["mask"] is not None and is_talkable(row, k) for k in targets):
                 seen.add(text)
                 usable.append((text, targets))
-        return _ordered(f"{row['id']}/referring", usable)[: self.referring]
-
-
-def _turn(question: str, answer: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        return rotated(f"{row['id']}/referring", usable)[: self.referring]
