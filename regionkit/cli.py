@@ -122,11 +122,11 @@ def _reported(run: Callable[[], BuildReport]) -> int:
     """Run a build and print its report, or say in one paragraph why it did not finish."""
     from regionkit.pipelines.build import BuildFailed, BuildInterrupted
     from regionkit.pipelines.out_folder import OutFolderRefused
-    from regionkit.pipelines.recipe_run import RecipeNotFound
+    from regionkit.pipelines.recipe_run import RecipeError
 
     try:
         report = run()
-    except (BuilderInputError, OutFolderRefused, RecipeNotFound, ValueError) as error:
+    except (BuilderInputError, OutFolderRefused, RecipeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BuildFailed as error:
@@ -176,12 +176,13 @@ def _run_recipe(function: RecipeFunction, args: argparse.Namespace) -> BuildRepo
     from regionkit.pipelines.recipe_run import make_generator, recipe_inputs
 
     session = RaySession(args.ray_address)
-    budget: Budget = UNLIMITED
+    shared = None
     if args.max_requests is not None or args.max_tokens is not None:
         from regionkit.pipelines.ray_budget import SharedBudget
 
         session.connect()
-        budget = SharedBudget(args.max_requests, args.max_tokens)
+        shared = SharedBudget(args.max_requests, args.max_tokens)
+    budget: Budget = shared or UNLIMITED
     endpoint = {
         "base_url": args.llm_base_url,
         "api_key_env": args.llm_key_env,
@@ -194,8 +195,8 @@ def _run_recipe(function: RecipeFunction, args: argparse.Namespace) -> BuildRepo
     try:
         return run_pipeline(pipeline, _build_options(args), session)
     finally:
-        if args.max_requests is not None or args.max_tokens is not None:
-            print(f"LLM budget spent: {budget.spent()}", file=sys.stderr)  # type: ignore[attr-defined]
+        if shared is not None:
+            print(f"LLM budget spent: {shared.spent()}", file=sys.stderr)
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:

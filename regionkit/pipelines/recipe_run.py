@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,8 @@ class RecipeInputs:
 RecipeFunction = Callable[[RecipeInputs], Pipeline]
 
 
-class RecipeNotFound(Exception):
-    """The name is no recipe and the path no recipe file."""
+class RecipeError(Exception):
+    """A recipe that cannot be run as asked: no such recipe or file, or a bad generator."""
 
 
 def load_recipe(name_or_path: str) -> RecipeFunction:
@@ -57,17 +58,18 @@ def load_recipe(name_or_path: str) -> RecipeFunction:
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise RecipeNotFound(
+            raise RecipeError(
                 f"{name_or_path!r} is neither a recipe ({', '.join(RECIPES)}) nor a recipe file"
             )
         spec = importlib.util.spec_from_file_location(f"regionkit_recipe_{path.stem}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # where pickling looks a class's module up
         spec.loader.exec_module(module)
         _send_by_value(module)
     function = getattr(module, "pipeline", None)
     if not callable(function):
-        raise RecipeNotFound(f"{name_or_path}: a recipe file defines `pipeline(recipe)`")
+        raise RecipeError(f"{name_or_path}: a recipe file defines `pipeline(recipe)`")
     return function
 
 
@@ -96,8 +98,11 @@ def make_generator(
         return TemplateGenerator()
     kind, _, model = spec.partition(":")
     if kind != "openai" or not model:
-        raise ValueError(f"--llm {spec!r}: expected 'template' or 'openai:MODEL'")
-    endpoint = Endpoint(model, **endpoint_options)  # type: ignore[arg-type]
+        raise RecipeError(f"--llm {spec!r}: expected 'template' or 'openai:MODEL'")
+    try:
+        endpoint = Endpoint(model, **endpoint_options)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise RecipeError(f"--llm {spec}: {error}") from None
     return LLMGenerator(endpoint, cache or default_cache_folder(), budget)
 
 
@@ -105,5 +110,4 @@ def recipe_inputs(inputs: list[Path], evaluation: list[Path], generator: Generat
     """The inputs resolved, the evaluation images of `inputs` and `evaluation` gathered."""
     inputs = [Path(p).resolve() for p in inputs]
     keys = evaluation_keys([*inputs, *(Path(p).resolve() for p in evaluation)])
-    resources = None if isinstance(generator, TemplateGenerator) else generator.resources()
-    return RecipeInputs(inputs, keys, generator, resources)
+    return RecipeInputs(inputs, keys, generator, generator.task_resources)

@@ -55,15 +55,19 @@ class Answer:
 
 
 class Generator(ABC):
-    """Writes answers to asks; `name` is what rows record as `provenance.generator`."""
+    """Writes answers to asks.
+
+    Attributes:
+        name: what rows record as `provenance.generator`.
+        task_resources: what a shard's task needs while this generator works in it, when not
+            what its steps declare (None); a recipe passes it to its `Pipeline`.
+    """
 
     name: str
+    task_resources: Resources | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
-
-    def resources(self) -> Resources:
-        return Resources()
 
     def setup(self) -> None:
         """Once per worker process."""
@@ -111,6 +115,8 @@ class LLMGenerator(Generator):
         budget: what may be spent, shared by every worker of the build.
     """
 
+    task_resources = Resources(cpus=0.25)  # mostly waiting on the server
+
     def __init__(self, endpoint: Endpoint, cache_folder: Path, budget: Budget = UNLIMITED) -> None:
         self.endpoint = endpoint
         self.cache_folder = Path(cache_folder)
@@ -121,10 +127,6 @@ class LLMGenerator(Generator):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.endpoint.identity()}
-
-    def resources(self) -> Resources:
-        """Mostly waiting on the server: a quarter of a core per worker."""
-        return Resources(cpus=0.25)
 
     def setup(self) -> None:
         self._client = ChatClient(self.endpoint, self.budget)
@@ -223,10 +225,6 @@ class GenerateStep(Step):
 
     def __init__(self, generator: Generator) -> None:
         self.generator = generator
-
-    @property
-    def resources(self) -> Resources:  # type: ignore[override]
-        return self.generator.resources()
 
     def params(self) -> dict[str, Any]:
         return {"generator": self.generator.describe(), "prompt_id": self.generator.prompt_id(self)}
