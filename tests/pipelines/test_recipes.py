@@ -20,8 +20,17 @@ from regionkit.catalog.validate import validate_row
 from regionkit.cli import main
 from regionkit.pipelines.build import BuildOptions, run_build
 from regionkit.pipelines.curation.describe import DescribeRegions, colour_contradiction
-from regionkit.pipelines.curation.facts import position_words, region_facts, size_words
-from regionkit.pipelines.curation.hygiene import evaluation_keys, is_evaluation_split
+from regionkit.pipelines.curation.facts import (
+    position_words,
+    region_facts,
+    region_relations,
+    size_words,
+)
+from regionkit.pipelines.curation.hygiene import (
+    KeepEvaluationImagesOut,
+    evaluation_keys,
+    is_evaluation_split,
+)
 from regionkit.pipelines.curation.quality import row_problem
 from regionkit.pipelines.curation.seed_turns import SeedTurns
 from regionkit.pipelines.demo import demo_builder
@@ -72,8 +81,14 @@ def test_a_recipe_builds_valid_checked_rows_and_keeps_evaluation_images_out(
         assert row["task"] == task and row["messages"]
         assert row["provenance"]["generator"] == "template"
 
-    held_out = evaluation_keys(demo_datasets)
-    assert held_out  # the demo's RefCOCO train images include COCO val2017 ones
+    held_out = {
+        key
+        for dataset in demo_datasets
+        for row in _rows(dataset)
+        if row["split"].startswith(("val", "test"))
+        for key in row["image_keys"]
+    }
+    assert held_out and set(evaluation_keys(demo_datasets)) == held_out
     for row in rows:
         if not is_evaluation_split(row["split"]):
             assert not set(row["image_keys"]) & set(held_out), row["id"]
@@ -206,3 +221,46 @@ def test_each_quality_check_names_itself(content, check):
     assert code == check and "messages[1]" in reason
     row["messages"][1]["content"] = "A dog."
     assert row_problem(row, 1, 20) is None
+
+
+def test_relations_read_from_each_side_of_the_triplet():
+    regions = [
+        make_region("1", [0, 0, 50, 50], None, "man"),
+        make_region("2", [60, 0, 90, 50], None, "apple"),
+    ]
+    row = _row(regions, [])
+    row["relations"] = [
+        {"subject": 0, "predicate": "holding", "object": 1},
+        {"subject": 1, "predicate": "has", "object": 0},
+    ]
+    assert region_relations(row, 0) == [
+        "is holding <region1>, an apple",
+        "<region1>, an apple, has it",
+    ]
+    assert region_relations(row, 1) == ["<region0>, a man, is holding it", "has <region0>, a man"]
+
+
+def test_split_hygiene_keeps_training_rows_of_evaluation_images_out():
+    step = KeepEvaluationImagesOut({"coco:5": "refcoco-unc:testA"})
+    train = _row([], [])
+    other = {**train, "id": "grefcoco:train:6", "image_keys": ["coco:6", "vg:6"]}
+    evaluation = {**train, "id": "grefcoco:val:5", "split": "val"}
+    rows = [Built(r, {"row": 1}) for r in (train, other, evaluation)]
+    result = step.process(rows)
+    assert [b.row["id"] for b in result.rows] == ["grefcoco:train:6", "grefcoco:val:5"]
+    (rejected,) = result.rejected
+    assert (rejected.key, rejected.code, dict(rejected.units)) == (
+        "grefcoco:train:5",
+        "evaluation_image",
+        {"row": 1},
+    )
+    assert rejected.reason == "image coco:5 is in the evaluation split refcoco-unc:testA"
+    assert [
+        is_evaluation_split(s) for s in ("train", "val2017", "testA", "minival", "trainval")
+    ] == [
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
