@@ -41,5 +41,11 @@ RECIPES = {
             ("coco", "refcoco", "refcoco+", "refcocog", "vg"),
             "regionkit.pipelines.recipes.fine_grained",
         ),
+        Recipe(
+            "relation",
+            "Relation: descriptions, questions and multiple choice about how two regions relate",
+            ("vg", "flickr30k", "grefcoco", "coco"),
+            "regionkit.pipelines.recipes.relation",
+        ),
     )
 }

@@ -63,10 +63,15 @@ def _data_files(dataset: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize(
-    ("recipe", "task"), [("seed", "seed"), ("fine_grained", "detailed_caption")]
+    ("recipe", "task", "max_words"),
+    [
+        ("seed", "seed", 20),
+        ("fine_grained", "detailed_caption", 250),
+        ("relation", "relation", 150),
+    ],
 )
 def test_a_recipe_builds_valid_checked_rows_and_keeps_evaluation_images_out(
-    demo_datasets, tmp_path, recipe, task
+    demo_datasets, tmp_path, recipe, task, max_words
 ):
     command = ["recipe", recipe, "--no-progress"]
     for dataset in demo_datasets:
@@ -74,7 +79,6 @@ def test_a_recipe_builds_valid_checked_rows_and_keeps_evaluation_images_out(
     assert main([*command, "--out", str(tmp_path / "a")]) == 0
     rows = _rows(tmp_path / "a")
     assert len(rows) > 20
-    max_words = 20 if recipe == "seed" else 250
     for row in rows:
         assert validate_row(row) == [], row["id"]
         assert row_problem(row, 1, max_words) is None, row["id"]

@@ -11,10 +11,8 @@ the reason, and the row keeps the other regions' descriptions.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any, ClassVar
 
-from regionkit.builders.base import Built, Rejected
 from regionkit.catalog.markup import malformed_markup, references
 from regionkit.pipelines.curation.dialogue import (
     pick,
@@ -31,7 +29,7 @@ from regionkit.pipelines.curation.text_checks import (
     named_categories,
     word_count,
 )
-from regionkit.pipelines.llm.generate import Answer, Ask, GenerateStep, text_answer_schema
+from regionkit.pipelines.llm.generate import Answered, Ask, GenerateStep, text_answer_schema
 from regionkit.pipelines.llm.prompts import facts_text
 
 DESCRIPTION_WORDS = (25, 250)
@@ -97,12 +95,9 @@ class DescribeRegions(GenerateStep):
     prompt_id = "describe_region.v1"
     schema: ClassVar[dict[str, Any]] = text_answer_schema("description")
 
-    def __init__(self, generator: Any, per_row: int = 3) -> None:
-        super().__init__(generator)
-        self.per_row = per_row
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "per_row": self.per_row}
+    task = "detailed_caption"
+    silent_code = "no_description"
+    silent_reason = "no region could be described (none talkable with a category, or none passed)"
 
     def asks(self, row: dict[str, Any]) -> list[Ask]:
         asks = []
@@ -166,19 +161,13 @@ class DescribeRegions(GenerateStep):
                 problems.append(f"<{kind}{j}> is not one of the image's regions")
         return problems
 
-    def apply(self, built: Built, answers: list[Answer]) -> Built | Rejected:
-        row = built.row
+    def turns(self, row: dict[str, Any], answered: Answered) -> list[dict[str, str]]:
         turns: list[dict[str, str]] = []
-        for answer in answers:
-            if answer.value is None:
-                continue
-            k = answer.ask.facts["region"]
-            text = answer.value["description"].strip()
+        for facts, value in answered:
+            k = facts["region"]
+            text = value["description"].strip()
             question = pick(f"{row['id']}/d{k}", QUESTIONS).format(region=f"<region{k}>")
             if stable_choice(f"{row['id']}/hint{k}", 5) == 0:  # a fifth ask for a length
                 question += LENGTH_HINT.format(words=round(word_count(text), -1) or 10)
             turns += qa_turn(question, text)
-        if not turns:
-            reason = "no region could be described (none talkable with a category, or none passed)"
-            return Rejected(row["id"], "no_description", reason, built.units)
-        return replace(built, row={**row, "task": "detailed_caption", "messages": turns})
+        return turns

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from regionkit.pipelines.curation.dialogue import with_article
+from regionkit.pipelines.curation.geometry import direction
 
 CROWD = "crowd"
 """The attribute builders give a COCO crowd annotation."""
@@ -106,15 +107,6 @@ def region_relations(row: dict[str, Any], k: int) -> list[str]:
         elif obj == k and subject != k:
             phrases.append(f"{_named(row, subject)} {verb} it")
     return phrases
-
-
-def direction(box: list[float], other: list[float]) -> str:
-    """Where `other` lies from `box`, by their centres along the axis they differ most on."""
-    dx = (other[0] + other[2] - box[0] - box[2]) / 2
-    dy = (other[1] + other[3] - box[1] - box[3]) / 2
-    if abs(dx) >= abs(dy):
-        return "to its right" if dx > 0 else "to its left"
-    return "below it" if dy > 0 else "above it"
 
 
 def neighbours(row: dict[str, Any], k: int, most: int = 2) -> list[str]:

@@ -7,11 +7,15 @@ check's name, with the turn and the text at fault.
 - `text_artefact`: boxes, annotations, coordinates, label artefacts or empty slots in any turn;
 - `absent_category`: an answer names a COCO category the image is not known to hold;
 - `answer_length`: an answer's words outside the task's bounds (markup-only answers exempt);
-- `no_turns`: a row with no dialogue, or one that does not alternate user, assistant.
+- `no_turns`: a row with no dialogue, or one that does not alternate user, assistant;
+- `relation_self`: a relation whose subject is its object;
+- `mcq_invalid`: a multiple-choice question whose options repeat, or whose answer is not
+  exactly one of its letters.
 """
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 from typing import Any
 
@@ -34,8 +38,18 @@ def row_problem(row: dict[str, Any], min_words: int, max_words: int) -> tuple[st
     roles = [m["role"] for m in messages]
     if roles[0] != "user" or any(a == b for a, b in pairwise(roles)):
         return "no_turns", f"turns do not alternate user, assistant: {roles}"
+    for i, relation in enumerate(row["relations"]):
+        if relation["subject"] == relation["object"]:
+            return (
+                "relation_self",
+                f"relations[{i}]: region {relation['subject']} relates to itself",
+            )
     regions = row["regions"]
     known = known_categories(row)
+    for i in range(0, len(messages) - 1, 2):
+        problem = mcq_problem(messages[i]["content"], messages[i + 1]["content"])
+        if problem:
+            return "mcq_invalid", f"messages[{i}]: {problem}"
     for i, message in enumerate(messages):
         text, where = message["content"], f"messages[{i}]"
         bad = malformed_markup(text)
@@ -57,6 +71,26 @@ def row_problem(row: dict[str, Any], min_words: int, max_words: int) -> tuple[st
         words = word_count(text)
         if words and not min_words <= words <= max_words:
             return "answer_length", f"{where}: {words} words, not {min_words}-{max_words}"
+    return None
+
+
+_OPTION = re.compile(r"^([A-Z])\. (.+)$", re.M)
+
+
+def mcq_problem(question: str, answer: str) -> str | None:
+    """What is wrong with a multiple-choice turn (options `A. ...` on their own lines), or
+    None when it is sound or not a multiple-choice question."""
+    options = _OPTION.findall(question)
+    if len(options) < 2:
+        return None
+    letters = [letter for letter, _ in options]
+    texts = [" ".join(text.lower().split()) for _, text in options]
+    if len(set(texts)) != len(texts):
+        return "two options say the same"
+    if letters != [chr(ord("A") + i) for i in range(len(letters))]:
+        return f"options are lettered {letters}"
+    if answer.strip() not in letters:
+        return f"the answer {answer.strip()!r} is not one of the letters {letters}"
     return None
 
 

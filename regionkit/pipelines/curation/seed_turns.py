@@ -10,15 +10,13 @@ the row id, so a rebuild writes the same turns.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, ClassVar
 
-from regionkit.builders.base import Built, Rejected
 from regionkit.catalog.markup import REJECT, region, seg
 from regionkit.pipelines.curation.dialogue import pick, qa_turn, rotated
 from regionkit.pipelines.curation.facts import is_talkable, region_facts
 from regionkit.pipelines.curation.text_checks import artefacts, word_count
-from regionkit.pipelines.llm.generate import Answer, Ask, GenerateStep, text_answer_schema
+from regionkit.pipelines.llm.generate import Answered, Ask, GenerateStep, text_answer_schema
 from regionkit.pipelines.llm.prompts import facts_text
 
 CAPTION_QUESTIONS = (
@@ -52,13 +50,16 @@ class SeedTurns(GenerateStep):
     prompt_id = "seed_caption.v1"
     schema: ClassVar[dict[str, Any]] = text_answer_schema("caption")
 
+    task = "seed"
+    silent_code = "nothing_to_say"
+    silent_reason = "no talkable region with a text or a category, and no referring text"
+
     def __init__(self, generator: Any, captions: int = 4, referring: int = 4) -> None:
-        super().__init__(generator)
-        self.captions = captions
+        super().__init__(generator, per_row=captions)
         self.referring = referring
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "captions": self.captions, "referring": self.referring}
+        return {**super().params(), "referring": self.referring}
 
     def asks(self, row: dict[str, Any]) -> list[Ask]:
         eligible = []
@@ -66,7 +67,7 @@ class SeedTurns(GenerateStep):
             facts = region_facts(row, k)
             if is_talkable(row, k) and (facts["texts"] or facts["category"]):
                 eligible.append(Ask(f"region {k}", facts))
-        return rotated(f"{row['id']}/captions", eligible)[: self.captions]
+        return rotated(f"{row['id']}/captions", eligible)[: self.per_row]
 
     def prompt_fields(self, ask: Ask) -> dict[str, str]:
         facts = {n: ask.facts[n] for n in ("category", "attributes", "texts", "size")}
@@ -93,23 +94,17 @@ class SeedTurns(GenerateStep):
             problems.append("the caption must not hold markup")
         return problems
 
-    def apply(self, built: Built, answers: list[Answer]) -> Built | Rejected:
-        row = built.row
+    def turns(self, row: dict[str, Any], answered: Answered) -> list[dict[str, str]]:
         turns: list[dict[str, str]] = []
-        for answer in answers:
-            if answer.value is None:
-                continue
-            k = answer.ask.facts["region"]
+        for facts, value in answered:
+            k = facts["region"]
             question = pick(f"{row['id']}/q{k}", CAPTION_QUESTIONS)
-            turns += qa_turn(question.format(region=region(k)), answer.value["caption"].strip())
+            turns += qa_turn(question.format(region=region(k)), value["caption"].strip())
         for text, targets in self._referring(row):
             question = pick(f"{row['id']}/r{text}", REFER_QUESTIONS)
             reply = " and ".join(seg(k) for k in targets) if targets else REJECT
             turns += qa_turn(question.format(text=text), reply)
-        if not turns:
-            reason = "no talkable region with a text or a category, and no referring text"
-            return Rejected(row["id"], "nothing_to_say", reason, built.units)
-        return replace(built, row={**row, "task": "seed", "messages": turns})
+        return turns
 
     def _referring(self, row: dict[str, Any]) -> list[tuple[str, list[int]]]:
         """Referring texts whose targets all have masks and are talkable (or no-target ones)."""

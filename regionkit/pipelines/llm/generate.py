@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -215,19 +215,39 @@ def text_answer_schema(field: str) -> dict[str, Any]:
     }
 
 
+Answered = list[tuple[dict[str, Any], dict[str, Any]]]
+"""The valid answers of a row: (the ask's facts, the answer), in the order asked."""
+
+
 class GenerateStep(Step):
-    """A step whose rows are written by a generator; subclasses say what to write and how to
-    check it. Class attributes: `name`, `version`, `prompt_id` (the LLM prompt file) and
-    `schema` (the JSON schema of one answer)."""
+    """A step whose rows' dialogues are written by a generator; subclasses say what to write,
+    how to check it and how answers become turns.
+
+    Class attributes: `name`, `version`, `prompt_id` (the LLM prompt file), `schema` (the JSON
+    schema of one answer), `task` (what the rows teach), and `silent_code`/`silent_reason`
+    (the quarantine of a row left with no turn).
+
+    Args:
+        generator: writes the answers.
+        per_row: most asks per row.
+    """
 
     prompt_id: ClassVar[str]
     schema: ClassVar[dict[str, Any]]
+    task: ClassVar[str]
+    silent_code: ClassVar[str]
+    silent_reason: ClassVar[str]
 
-    def __init__(self, generator: Generator) -> None:
+    def __init__(self, generator: Generator, per_row: int = 3) -> None:
         self.generator = generator
+        self.per_row = per_row
 
     def params(self) -> dict[str, Any]:
-        return {"generator": self.generator.describe(), "prompt_id": self.generator.prompt_id(self)}
+        return {
+            "generator": self.generator.describe(),
+            "prompt_id": self.generator.prompt_id(self),
+            "per_row": self.per_row,
+        }
 
     def setup(self) -> None:
         self.generator.setup()
@@ -249,8 +269,16 @@ class GenerateStep(Step):
         """What is wrong with `value` as an answer to `ask` (empty when it is valid)."""
 
     @abstractmethod
+    def turns(self, row: dict[str, Any], answered: Answered) -> list[dict[str, str]]:
+        """The row's dialogue from its valid answers (and whatever else the row gives)."""
+
     def apply(self, built: Built, answers: list[Answer]) -> Built | Rejected:
-        """The row with its answers written in, or its rejection (e.g. nothing valid left)."""
+        """The row with its dialogue, or its rejection when it is left with no turn."""
+        answered = [(a.ask.facts, a.value) for a in answers if a.value is not None]
+        turns = self.turns(built.row, answered)
+        if not turns:
+            return Rejected(built.row["id"], self.silent_code, self.silent_reason, built.units)
+        return replace(built, row={**built.row, "task": self.task, "messages": turns})
 
     def process(self, rows: list[Built]) -> StepResult:
         asks = [(i, ask) for i, built in enumerate(rows) for ask in self.asks(built.row)]
