@@ -47,5 +47,11 @@ RECIPES = {
             ("vg", "flickr30k", "grefcoco", "coco"),
             "regionkit.pipelines.recipes.relation",
         ),
+        Recipe(
+            "muse_style",
+            "MUSE-style: reasoning questions answered by several masks, and no-target ones",
+            ("coco", "grefcoco"),
+            "regionkit.pipelines.recipes.muse_style",
+        ),
     )
 }

@@ -68,6 +68,7 @@ def _data_files(dataset: Path) -> dict[str, bytes]:
         ("seed", "seed", 20),
         ("fine_grained", "detailed_caption", 250),
         ("relation", "relation", 150),
+        ("muse_style", "reason_seg", 60),
     ],
 )
 def test_a_recipe_builds_valid_checked_rows_and_keeps_evaluation_images_out(

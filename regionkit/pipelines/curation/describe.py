@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from regionkit.catalog.markup import malformed_markup, references
 from regionkit.pipelines.curation.dialogue import (
+    listed,
     pick,
     qa_turn,
     rotated,
@@ -79,10 +80,6 @@ def colour_contradiction(text: str, attributes: list[str]) -> str | None:
     return None
 
 
-def _listed(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 class DescribeRegions(GenerateStep):
     """Writes each row's Fine-Grained dialogue (task `detailed_caption`).
 
@@ -121,17 +118,17 @@ class DescribeRegions(GenerateStep):
             f"This is {with_article(facts['size'] + ' ' + category)} {where} of the picture."
         ]
         if facts["attributes"]:
-            sentences.append(f"It looks {_listed(facts['attributes'][:4])}.")
+            sentences.append(f"It looks {listed(facts['attributes'][:4])}.")
         texts = [t.rstrip(" .") for t in facts["texts"][:2]]
         if texts:
-            sentences.append(f"It is the one that could be called {_listed(texts)}.")
+            sentences.append(f"It is the one that could be called {listed(texts)}.")
         for phrase in facts["relations"][:3]:
             sentences.append(f"{phrase}." if phrase.startswith("<") else f"It {phrase}.")
         sentences += [f"{near}." for near in facts["neighbours"]]
         others = [c for c in facts["other_categories"] if c != category]
         if others:
             sentences.append(
-                f"The picture also shows {_listed([with_article(c) for c in others[:4]])}."
+                f"The picture also shows {listed([with_article(c) for c in others[:4]])}."
             )
         return {"description": " ".join(sentences)}
 

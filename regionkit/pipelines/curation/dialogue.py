@@ -38,6 +38,11 @@ def with_article(phrase: str) -> str:
     return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
 
 
+def listed(items: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def qa_turn(question: str, answer: str) -> list[dict[str, str]]:
     """A user question and the assistant's answer, as two messages."""
     return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]

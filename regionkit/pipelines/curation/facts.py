@@ -39,6 +39,11 @@ def is_talkable(row: dict[str, Any], k: int) -> bool:
     return box_area(box) >= TINY_AREA_FRACTION * row["width"] * row["height"]
 
 
+def can_target(row: dict[str, Any], k: int) -> bool:
+    """Whether region `k` may be an answer's mask (`<segK>`): talkable, and it has a mask."""
+    return row["regions"][k]["mask"] is not None and is_talkable(row, k)
+
+
 def plain_category(region: dict[str, Any]) -> str | None:
     category = (region["category"] or "").strip().lower()
     return category if PLAIN_CATEGORY.match(category) else None

@@ -4,6 +4,7 @@ check's name, with the turn and the text at fault.
 - `markup_malformed`: tag-like text that is not `<regionK>`, `<segK>` or `<rej>`;
 - `markup_unresolved`: an index past the row's regions;
 - `seg_without_mask`: `<segK>` for a region that has no mask to output;
+- `seg_repeated`: an answer that marks one region's mask twice;
 - `text_artefact`: boxes, annotations, coordinates, label artefacts or empty slots in any turn;
 - `absent_category`: an answer names a COCO category the image is not known to hold;
 - `answer_length`: an answer's words outside the task's bounds (markup-only answers exempt);
@@ -55,6 +56,9 @@ def row_problem(row: dict[str, Any], min_words: int, max_words: int) -> tuple[st
         bad = malformed_markup(text)
         if bad:
             return "markup_malformed", f"{where}: {bad[0]!r} is not markup"
+        segs = [k for kind, k in references(text) if kind == "seg"]
+        if len(segs) != len(set(segs)):
+            return "seg_repeated", f"{where}: marks a mask twice in {text!r}"
         for kind, k in references(text):
             if k >= len(regions):
                 return "markup_unresolved", f"{where}: <{kind}{k}> past the {len(regions)} regions"

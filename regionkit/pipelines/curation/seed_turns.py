@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from regionkit.catalog.markup import REJECT, region, seg
 from regionkit.pipelines.curation.dialogue import pick, qa_turn, rotated
-from regionkit.pipelines.curation.facts import is_talkable, region_facts
+from regionkit.pipelines.curation.facts import can_target, is_talkable, region_facts
 from regionkit.pipelines.curation.text_checks import artefacts, word_count
 from regionkit.pipelines.llm.generate import Answered, Ask, GenerateStep, text_answer_schema
 from regionkit.pipelines.llm.prompts import facts_text
@@ -115,7 +115,7 @@ class SeedTurns(GenerateStep):
             targets = sorted(set(grounding["regions"]))
             if not text or text in seen:
                 continue
-            if all(row["regions"][k]["mask"] is not None and is_talkable(row, k) for k in targets):
+            if all(can_target(row, k) for k in targets):
                 seen.add(text)
                 usable.append((text, targets))
         return rotated(f"{row['id']}/referring", usable)[: self.referring]
