@@ -191,7 +191,7 @@ def _run_recipe(function: RecipeFunction, args: argparse.Namespace) -> BuildRepo
         "max_in_flight": args.llm_in_flight,
     }
     generator = make_generator(args.llm, endpoint, args.llm_cache, budget)
-    pipeline = function(recipe_inputs(args.input, args.evaluation, generator))
+    pipeline = function(recipe_inputs(args.input, args.evaluation, generator, args.with_image))
     try:
         return run_pipeline(pipeline, _build_options(args), session)
     finally:
@@ -228,6 +228,12 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     )
     llm.add_argument(
         "--llm-base-url", default=None, help="the endpoint's API root, e.g. http://host:8000/v1"
+    )
+    llm.add_argument(
+        "--with-image",
+        action="store_true",
+        help="show a vision endpoint each region: the image with the region outlined and a "
+        "crop twice the region's size (fine_grained)",
     )
     llm.add_argument(
         "--llm-key-env",

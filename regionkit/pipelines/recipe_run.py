@@ -36,12 +36,14 @@ class RecipeInputs:
         evaluation_keys: image key -> the `source:split` of an evaluation split that shows it.
         generator: writes the generated text (`template`, or an LLM).
         task_resources: what a shard's task asks for (a fraction of a core for an LLM).
+        with_image: show a vision endpoint the image with the region outlined and a crop.
     """
 
     inputs: list[Path]
     evaluation_keys: dict[str, str]
     generator: Generator
     task_resources: Resources | None = None
+    with_image: bool = False
 
 
 RecipeFunction = Callable[[RecipeInputs], Pipeline]
@@ -106,8 +108,10 @@ def make_generator(
     return LLMGenerator(endpoint, cache or default_cache_folder(), budget)
 
 
-def recipe_inputs(inputs: list[Path], evaluation: list[Path], generator: Generator) -> RecipeInputs:
+def recipe_inputs(
+    inputs: list[Path], evaluation: list[Path], generator: Generator, with_image: bool = False
+) -> RecipeInputs:
     """The inputs resolved, the evaluation images of `inputs` and `evaluation` gathered."""
     inputs = [Path(p).resolve() for p in inputs]
     keys = evaluation_keys([*inputs, *(Path(p).resolve() for p in evaluation)])
-    return RecipeInputs(inputs, keys, generator, generator.task_resources)
+    return RecipeInputs(inputs, keys, generator, generator.task_resources, with_image)

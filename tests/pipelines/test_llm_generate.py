@@ -8,18 +8,24 @@ asks only what was not asked before.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
+from pycocotools import mask as mask_api
 
 from regionkit.builders.base import Built
 from regionkit.catalog.records import make_region, make_row
 from regionkit.cli import EXIT_BUDGET, main
 from regionkit.pipelines.curation.describe import DescribeRegions
+from regionkit.pipelines.curation.views import region_views
 from regionkit.pipelines.llm.client import Endpoint
 from regionkit.pipelines.llm.generate import LLMGenerator
 from regionkit.pipelines.llm.stub_server import Reply, StubChatServer
@@ -32,7 +38,9 @@ FILLER = (
 
 def _category(body: dict[str, Any]) -> str:
     """The category the request's facts give (the prompt shows `category: "dog"`)."""
-    return re.search(r'category: "([^"]+)"', body["messages"][1]["content"]).group(1)
+    content = body["messages"][1]["content"]
+    text = content if isinstance(content, str) else content[0]["text"]  # text, then images
+    return re.search(r'category: "([^"]+)"', text).group(1)
 
 
 def describing(body: dict[str, Any]) -> Reply:
@@ -190,3 +198,48 @@ def test_a_spent_budget_stops_the_build_and_a_rerun_asks_only_the_rest(
     assert counters["requests"] + counters.get("cache_hits", 0) == len(asked)
     card = (out / "README.md").read_text()
     assert "OPENAI_API_KEY" not in card
+
+
+def _decoded(url: str) -> Image.Image:
+    assert url.startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+
+
+def _red(pixel: tuple[int, int, int]) -> bool:
+    r, g, b = pixel
+    return r > 180 and g < 90 and b < 90
+
+
+def test_with_image_a_vision_endpoint_sees_the_region_outlined_and_a_crop(server, tmp_path):
+    picture = tmp_path / "7.jpg"
+    Image.new("RGB", (320, 240), (90, 140, 200)).save(picture, quality=95)
+    row = _row()
+    row["image"] = {"path": str(picture), "bytes": None}
+    row["regions"] = [make_region("1", [40, 60, 200, 100], category="dog")]  # wide, box only
+    step = DescribeRegions(
+        LLMGenerator(Endpoint("stub-model", server.base_url), tmp_path / "cache"), with_image=True
+    )
+    (built,) = step.process([Built(row, {"row": 1})]).rows
+    assert built.row["messages"]
+    text, whole, crop = server.requests[0]["messages"][1]["content"]
+    assert text["type"] == "text" and "dog" in text["text"]
+    whole, crop = _decoded(whole["image_url"]["url"]), _decoded(crop["image_url"]["url"])
+    assert whole.size == (320, 240)
+    assert _red(whole.getpixel((150, 60))) and _red(whole.getpixel((40, 80)))  # top, left edges
+    assert not _red(whole.getpixel((60, 150))) and not _red(whole.getpixel((120, 80)))
+    assert crop.size == (512, 146)  # (0, 40, 280, 120): twice the box, clipped, scaled to 512
+
+
+def test_a_masked_region_is_outlined_along_its_mask(tmp_path):
+    picture = tmp_path / "m.jpg"
+    Image.new("RGB", (320, 240), (90, 140, 200)).save(picture, quality=95)
+    mask = np.zeros((240, 320), dtype=np.uint8, order="F")
+    mask[60:100, 40:200] = 1  # rows are y, columns are x
+    rle = mask_api.encode(mask)
+    rle["counts"] = rle["counts"].decode("ascii")
+    region = make_region("1", [0, 0, 320, 240], rle, "dog")  # the box is not what is drawn
+    whole, _ = region_views({"path": str(picture), "bytes": None}, region)
+    whole = Image.open(io.BytesIO(whole)).convert("RGB")
+    assert _red(whole.getpixel((150, 60))) and _red(whole.getpixel((40, 80)))
+    assert not _red(whole.getpixel((120, 80))) and not _red(whole.getpixel((2, 2)))
+    assert not _red(whole.getpixel((60, 150)))

@@ -109,7 +109,7 @@ def test_a_fifth_of_rows_ask_for_what_is_not_there():
     rejected = 0
     for n in range(200):
         (built,) = step.process([Built(_row(key=str(n)), {"row": 1})]).rows
-        assert row_problem(built.row, 1, 60) is None
+        assert row_problem(built.row, 1, 60, min_targets=2) is None
         for question, answer in zip(
             built.row["messages"][::2], built.row["messages"][1::2], strict=True
         ):
@@ -118,3 +118,16 @@ def test_a_fifth_of_rows_ask_for_what_is_not_there():
                 goal = next(g for g in GOALS if g.question == question["content"])
                 assert not {"chair", "dog", "couch"} & set(goal.categories)
     assert 25 <= rejected <= 60
+
+
+def test_an_answer_marking_one_mask_fails_a_multi_target_recipe():
+    row = _row()
+    row["messages"] = [
+        {"role": "user", "content": "What could someone sit on here?"},
+        {"role": "assistant", "content": "<seg0>."},
+    ]
+    assert row_problem(row, 1, 60) is None
+    assert row_problem(row, 1, 60, min_targets=2) == (
+        "too_few_targets",
+        "messages[1]: 1 mask(s), not at least 2",
+    )

@@ -206,6 +206,7 @@ def test_a_description_is_verified_against_the_facts():
     [
         ("It is <regin0>.", "markup_malformed"),
         ("It is <seg7>.", "markup_unresolved"),
+        ("<seg0> and <seg0>.", "seg_repeated"),
         ("Here: <seg1>", "seg_without_mask"),
         ("A person_standing there.", "text_artefact"),
         ("A dog next to a giraffe.", "absent_category"),

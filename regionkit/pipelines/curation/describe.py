@@ -30,6 +30,7 @@ from regionkit.pipelines.curation.text_checks import (
     named_categories,
     word_count,
 )
+from regionkit.pipelines.curation.views import region_views
 from regionkit.pipelines.llm.generate import Answered, Ask, GenerateStep, text_answer_schema
 from regionkit.pipelines.llm.prompts import facts_text
 
@@ -96,6 +97,13 @@ class DescribeRegions(GenerateStep):
     silent_code = "no_description"
     silent_reason = "no region could be described (none talkable with a category, or none passed)"
 
+    def __init__(self, generator: Any, per_row: int = 3, with_image: bool = False) -> None:
+        super().__init__(generator, per_row)
+        self.with_image = with_image
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "with_image": self.with_image}
+
     def asks(self, row: dict[str, Any]) -> list[Ask]:
         asks = []
         for k in range(len(row["regions"])):
@@ -103,8 +111,13 @@ class DescribeRegions(GenerateStep):
                 continue
             facts = region_facts(row, k)
             if facts["category"]:
-                asks.append(Ask(f"region {k}", facts))
+                view = {"image": row["image"], "region": row["regions"][k]}
+                asks.append(Ask(f"region {k}", facts, view if self.with_image else None))
         return rotated(f"{row['id']}/describe", asks)[: self.per_row]
+
+    def prompt_images(self, ask: Ask) -> list[bytes]:
+        """With `with_image`: the image with the region outlined, and a crop around it."""
+        return [] if ask.view is None else region_views(ask.view["image"], ask.view["region"])
 
     def prompt_fields(self, ask: Ask) -> dict[str, str]:
         shown = {n: v for n, v in ask.facts.items() if n not in ("region", "region_count")}

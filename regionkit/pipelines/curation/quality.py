@@ -5,6 +5,7 @@ check's name, with the turn and the text at fault.
 - `markup_unresolved`: an index past the row's regions;
 - `seg_without_mask`: `<segK>` for a region that has no mask to output;
 - `seg_repeated`: an answer that marks one region's mask twice;
+- `too_few_targets`: an answer marking masks that marks fewer than the recipe asks (MUSE: 2);
 - `text_artefact`: boxes, annotations, coordinates, label artefacts or empty slots in any turn;
 - `absent_category`: an answer names a COCO category the image is not known to hold;
 - `answer_length`: an answer's words outside the task's bounds (markup-only answers exempt);
@@ -31,7 +32,9 @@ from regionkit.pipelines.curation.text_checks import (
 from regionkit.pipelines.step import Step, StepResult
 
 
-def row_problem(row: dict[str, Any], min_words: int, max_words: int) -> tuple[str, str] | None:
+def row_problem(
+    row: dict[str, Any], min_words: int, max_words: int, min_targets: int = 1
+) -> tuple[str, str] | None:
     """The first (check, what is wrong) of `row`, or None when it passes every check."""
     messages = row["messages"]
     if not messages:
@@ -59,6 +62,8 @@ def row_problem(row: dict[str, Any], min_words: int, max_words: int) -> tuple[st
         segs = [k for kind, k in references(text) if kind == "seg"]
         if len(segs) != len(set(segs)):
             return "seg_repeated", f"{where}: marks a mask twice in {text!r}"
+        if segs and len(segs) < min_targets:
+            return "too_few_targets", f"{where}: {len(segs)} mask(s), not at least {min_targets}"
         for kind, k in references(text):
             if k >= len(regions):
                 return "markup_unresolved", f"{where}: <{kind}{k}> past the {len(regions)} regions"
@@ -103,21 +108,27 @@ class QualityChecks(Step):
 
     Args:
         min_words, max_words: bounds on the words of an answer that has words.
+        min_targets: fewest masks an answer that marks masks may mark.
     """
 
     name, version = "quality", "1"
 
-    def __init__(self, min_words: int = 1, max_words: int = 250) -> None:
+    def __init__(self, min_words: int = 1, max_words: int = 250, min_targets: int = 1) -> None:
         self.min_words = min_words
         self.max_words = max_words
+        self.min_targets = min_targets
 
     def params(self) -> dict[str, Any]:
-        return {"min_words": self.min_words, "max_words": self.max_words}
+        return {
+            "min_words": self.min_words,
+            "max_words": self.max_words,
+            "min_targets": self.min_targets,
+        }
 
     def process(self, rows: list[Built]) -> StepResult:
         result = StepResult([])
         for built in rows:
-            problem = row_problem(built.row, self.min_words, self.max_words)
+            problem = row_problem(built.row, self.min_words, self.max_words, self.min_targets)
             if problem is None:
                 result.rows.append(built)
             else:

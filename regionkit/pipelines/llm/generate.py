@@ -37,10 +37,13 @@ class Ask:
     Attributes:
         key: what it is about, for quarantine lines (`region 3`, `regions 0 and 2`).
         facts: everything the text may be written from (JSON-serialisable).
+        view: what else the step needs to show it (the image and the region, for a vision
+            endpoint); never written as text.
     """
 
     key: str
     facts: dict[str, Any]
+    view: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ class LLMGenerator(Generator):
         return {**self.__dict__, "_client": None}
 
     def _answer(self, step: GenerateStep, prompt: Prompt, cache: ResponseCache, ask: Ask) -> Answer:
-        messages = prompt.messages(step.prompt_fields(ask))
+        messages = prompt.messages(step.prompt_fields(ask), step.prompt_images(ask))
         params = prompt.params(step.name, step.schema)
         try:
             first, value, problems = self._attempt(step, cache, ask, messages, params)
@@ -259,6 +262,10 @@ class GenerateStep(Step):
     @abstractmethod
     def prompt_fields(self, ask: Ask) -> dict[str, str]:
         """The prompt's `$fields` for `ask`."""
+
+    def prompt_images(self, ask: Ask) -> list[bytes]:
+        """Images (JPEG bytes) shown with the prompt to a vision endpoint; none by default."""
+        return []
 
     @abstractmethod
     def template(self, ask: Ask) -> dict[str, Any]:

@@ -8,9 +8,11 @@ new version, so a row's `provenance.prompt_id` always names the text that produc
 
 from __future__ import annotations
 
+import base64
 import json
 import string
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,21 @@ class Prompt:
     temperature: float
     max_tokens: int
 
-    def messages(self, fields: dict[str, str]) -> list[dict[str, Any]]:
-        """The chat messages for one request (raises KeyError naming a field not given)."""
+    def messages(
+        self, fields: dict[str, str], images: Sequence[bytes] = ()
+    ) -> list[dict[str, Any]]:
+        """The chat messages for one request (raises KeyError naming a field not given);
+        `images` (JPEG bytes) follow the user's text, for a vision endpoint."""
+        text = string.Template(self.user).substitute(fields).strip()
+        content: str | list[dict[str, Any]] = text
+        if images:
+            content = [{"type": "text", "text": text}] + [
+                {"type": "image_url", "image_url": {"url": jpeg_data_url(image)}}
+                for image in images
+            ]
         return [
             {"role": "system", "content": self.system.strip()},
-            {"role": "user", "content": string.Template(self.user).substitute(fields).strip()},
+            {"role": "user", "content": content},
         ]
 
     def again(self, answer: str, problems: list[str]) -> list[dict[str, Any]]:
@@ -61,6 +73,11 @@ class Prompt:
                 "json_schema": {"name": schema_name, "schema": schema, "strict": True},
             },
         }
+
+
+def jpeg_data_url(jpeg: bytes) -> str:
+    """JPEG bytes as the `data:` URL the chat API takes for an image."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 def load_prompt(prompt_id: str, folder: Path = PROMPTS) -> Prompt:

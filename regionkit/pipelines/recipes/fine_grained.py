@@ -5,10 +5,11 @@
 
 The generator writes each description from everything known about the region: its category,
 the sources' texts and attributes, its relations, the regions nearest it, and its position and
-size as words (an LLM never sees or writes coordinates). A description is kept only when it
-names the region's category, contradicts no colour the attributes give, names no category the
-image is not known to hold, refers only to existing regions and has 25-250 words; the rest is
-quarantined with the reason. Copy this file to change it.
+size as words (an LLM never sees or writes coordinates); with `--with-image`, a vision
+endpoint also sees the image with the region outlined and a crop around it. A description is
+kept only when it names the region's category, contradicts no colour the attributes give,
+names no category the image is not known to hold, refers only to existing regions and has
+25-250 words; the rest is quarantined with the reason. Copy this file to change it.
 """
 
 from regionkit.pipelines.curation.describe import DescribeRegions
@@ -25,7 +26,7 @@ def pipeline(recipe: RecipeInputs) -> Pipeline:
         DatasetReader(recipe.inputs),
         [
             KeepEvaluationImagesOut(recipe.evaluation_keys),
-            DescribeRegions(recipe.generator, per_row=3),
+            DescribeRegions(recipe.generator, per_row=3, with_image=recipe.with_image),
             QualityChecks(min_words=1, max_words=250),
             ValidateRows(),
         ],

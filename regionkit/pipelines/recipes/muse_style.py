@@ -26,7 +26,7 @@ def pipeline(recipe: RecipeInputs) -> Pipeline:
         [
             KeepEvaluationImagesOut(recipe.evaluation_keys),
             ReasonSegmentation(recipe.generator),
-            QualityChecks(min_words=1, max_words=60),
+            QualityChecks(min_words=1, max_words=60, min_targets=2),
             ValidateRows(),
         ],
         name="muse_style",
