@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -133,4 +134,21 @@ def test_the_cache_keys_requests_by_content_and_survives_a_torn_file(tmp_path):
     assert cache.get(key) == {"content": "x"}
     cache.path(key).write_text('{"key": "')  # a torn write from a crashed disk
     assert cache.get(key) is None
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{key}.json"]
+
+
+def test_many_writers_of_one_answer_never_show_a_reader_half_of_it(tmp_path):
+    cache = ResponseCache(tmp_path)
+    key = request_key({"model": "m", "messages": MESSAGES})
+    answer = {"content": "x" * 200_000}  # large enough that a torn write would be seen
+    seen: list[object] = []
+
+    def write_and_read(_: int) -> None:
+        for _ in range(20):
+            cache.put(key, answer)
+            seen.append(cache.get(key))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write_and_read, range(8)))
+    assert len(seen) == 160 and all(value == answer for value in seen)
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{key}.json"]

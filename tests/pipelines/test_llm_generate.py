@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_api
@@ -171,14 +172,17 @@ def test_a_rerun_is_served_from_the_cache(server, tmp_path):
 
 
 def test_a_spent_budget_stops_the_build_and_a_rerun_asks_only_the_rest(
-    ray_cluster, coco_dataset, server, tmp_path, capsys
+    ray_cluster, coco_dataset, server, tmp_path, capsys, monkeypatch
 ):
+    secret = "sk-never-written-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
     out, cache = tmp_path / "fine", tmp_path / "cache"
     command = ["recipe", "fine_grained", "--input", str(coco_dataset), "--out", str(out)]
     command += ["--llm", "openai:stub-model", "--llm-base-url", server.base_url]
     command += ["--llm-cache", str(cache), "--no-progress", "--max-in-flight", "1"]
     assert main([*command, "--max-requests", "5"]) == EXIT_BUDGET
-    assert "budget is spent" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "budget is spent" in said.err and secret not in said.out + said.err
     first = [json.dumps(b["messages"]) for b in server.requests]
     assert len(first) == 5
 
@@ -196,8 +200,20 @@ def test_a_spent_budget_stops_the_build_and_a_rerun_asks_only_the_rest(
     # or by one the budget stopped, whose rerun then found the answer cached
     counters = step["counters"]
     assert counters["requests"] + counters.get("cache_hits", 0) == len(asked)
-    card = (out / "README.md").read_text()
-    assert "OPENAI_API_KEY" not in card
+    written = [p.read_bytes() for p in [*out.rglob("*"), *cache.rglob("*")] if p.is_file()]
+    assert written and not any(secret.encode() in data for data in written)
+
+    again = tmp_path / "again"  # a whole new build of the same inputs: every answer cached
+    assert main([*command[:5], str(again), *command[6:]]) == 0
+    assert len(server.requests) == len(asked)
+    said = capsys.readouterr()
+    assert "cache_hits" in said.out and secret not in said.out + said.err
+    assert _rows_messages(again) == _rows_messages(out)
+
+
+def _rows_messages(dataset: Path) -> list[Any]:
+    files = sorted((dataset / "data").glob("*.parquet"))
+    return [row["messages"] for f in files for row in pq.read_table(f).to_pylist()]
 
 
 def _decoded(url: str) -> Image.Image:

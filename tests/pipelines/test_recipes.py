@@ -225,8 +225,14 @@ def test_each_quality_check_names_itself(content, check):
     ]
     code, reason = row_problem(row, 1, 20)
     assert code == check and "messages[1]" in reason
-    row["messages"][1]["content"] = "A dog."
+    row["messages"] += [row["messages"][0], {"role": "assistant", "content": "A dog."}]
+    row["messages"][1]["content"] = "A big dog."
     assert row_problem(row, 1, 20) is None
+    row["messages"][1]["content"] = "A dog."
+    assert row_problem(row, 1, 20) == (
+        "duplicate_turn",
+        "'What is <region0>?' -> 'A dog.' appears twice",
+    )
 
 
 def test_relations_read_from_each_side_of_the_triplet():

@@ -10,6 +10,8 @@ check's name, with the turn and the text at fault.
 - `absent_category`: an answer names a COCO category the image is not known to hold;
 - `answer_length`: an answer's words outside the task's bounds (markup-only answers exempt);
 - `no_turns`: a row with no dialogue, or one that does not alternate user, assistant;
+- `duplicate_turn`: the same question with the same answer twice in a row (markup indexes
+  the row's own regions, so the same words in another row are another sample);
 - `relation_self`: a relation whose subject is its object;
 - `mcq_invalid`: a multiple-choice question whose options repeat, or whose answer is not
   exactly one of its letters.
@@ -42,6 +44,12 @@ def row_problem(
     roles = [m["role"] for m in messages]
     if roles[0] != "user" or any(a == b for a, b in pairwise(roles)):
         return "no_turns", f"turns do not alternate user, assistant: {roles}"
+    pairs = [
+        (m["content"], n["content"]) for m, n in zip(messages[::2], messages[1::2], strict=False)
+    ]
+    if len(set(pairs)) != len(pairs):
+        first = next(p for p in pairs if pairs.count(p) > 1)
+        return "duplicate_turn", f"{first[0]!r} -> {first[1]!r} appears twice"
     for i, relation in enumerate(row["relations"]):
         if relation["subject"] == relation["object"]:
             return (
