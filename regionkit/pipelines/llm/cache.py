@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ class ResponseCache:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        self._made: set[str] = set()  # subfolders known to exist: no mkdir per answer
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.json"
@@ -44,7 +44,8 @@ class ResponseCache:
     def get(self, key: str) -> dict[str, Any] | None:
         """The cached answer for `key`, or None."""
         try:
-            entry = orjson.loads(self.path(key).read_bytes())
+            with open(os.path.join(self.folder, key[:2], f"{key}.json"), "rb") as file:
+                entry = orjson.loads(file.read())
         except (FileNotFoundError, orjson.JSONDecodeError):
             return None
         if not isinstance(entry, dict) or entry.get("key") != key:
@@ -52,10 +53,18 @@ class ResponseCache:
         return entry["answer"]
 
     def put(self, key: str, answer: dict[str, Any]) -> None:
-        """Store `answer` for `key`, atomically."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        unique = f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex}"
-        tmp = path.with_name(f".{path.name}.tmp-{unique}")
-        tmp.write_bytes(orjson.dumps({"key": key, "answer": answer}))
-        os.replace(tmp, path)
+        """Store `answer` for `key`, atomically: written under a name no other writer on any
+        node uses, then renamed. Plain `os` calls: an LLM step writes one per answer."""
+        folder = os.path.join(self.folder, key[:2])
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+        tmp = os.path.join(folder, f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
+        data = memoryview(orjson.dumps({"key": key, "answer": answer}))
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            while data:
+                data = data[os.write(descriptor, data) :]
+        finally:
+            os.close(descriptor)
+        os.replace(tmp, os.path.join(folder, f"{key}.json"))

@@ -126,6 +126,7 @@ class LLMGenerator(Generator):
         self.budget = budget
         self.name = endpoint.generator
         self._client: ChatClient | None = None
+        self._cache = ResponseCache(self.cache_folder)
         self._tally = Tally()
 
     def describe(self) -> dict[str, Any]:
@@ -141,7 +142,7 @@ class LLMGenerator(Generator):
         if self._client is None:
             self.setup()
         prompt = load_prompt(step.prompt_id)
-        cache = ResponseCache(self.cache_folder)
+        cache = self._cache
         with ThreadPoolExecutor(self.endpoint.max_in_flight) as pool:
             return list(pool.map(lambda ask: self._answer(step, prompt, cache, ask), asks))
 
