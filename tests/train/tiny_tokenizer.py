@@ -1,0 +1,38 @@
+"""A word-level tokenizer over the tiny region model's text ids (0-63), with a chat template,
+built in-process from the `tokenizers` library: what a real checkpoint's tokenizer offers the
+processor (`__call__`, `apply_chat_template`), small enough to read ids by eye."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL = ["<pad>", "<s>", "</s>", "[UNK]", "<|user|>", "<|assistant|>", "<|end|>"]
+WORDS = [
+    "what", "is", "where", "the", "a", "dog", "cat", "man", "chair", "in", "of", "and", "on",
+    "it", "describe", "region", "?", ".", ",", "segment", "all", "show", "which", "here",
+    "could", "sit",
+]  # fmt: skip
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|>"
+    "{% endfor %}"
+)
+"""Each message as `<|role|> content <|end|>`: the end of an assistant turn is its label's
+last token, as `<|eot_id|>` is for Llama 3."""
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *WORDS])}
+    assert len(vocab) < 64, "the tiny model's text ids are 0-63"
+    model = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    model.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=model,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="[UNK]",
+        additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
