@@ -93,23 +93,25 @@ def mask_dice_loss(logits: Tensor, targets: Tensor, eps: float = 1e-6) -> Tensor
 def target_refinement_loss(
     logits: Tensor, targets: Tensor, groups: Tensor, overlap_weight: float = 2.0
 ) -> Tensor:
-    """PixelLM's target refinement loss: BCE that weighs pixels claimed by several targets more.
+    """PixelLM's target refinement: the extra BCE on pixels that several targets claim.
 
-    Within a group (the masks of one question or answer), a pixel is an *overlap* pixel when at
-    least two of the group's predicted masks claim it (logit > 0). With
-    ``w_ni = overlap_weight`` on overlap pixels and 1 elsewhere (no gradient through ``w``):
+    Within a group (the masks of one answer turn), a pixel is an *overlap* pixel when at least
+    two of the group's predicted masks claim it (logit > 0). With ``o_ni`` = 1 on overlap
+    pixels and 0 elsewhere (no gradient through it):
 
-    ``L = (1/N) sum_n [sum_i w_ni BCE(x_ni, t_ni) / sum_i w_ni]``
+    ``L = (1/N) sum_n (1/P) sum_i (overlap_weight - 1) o_ni BCE(x_ni, t_ni)``
 
-    so it equals ``mask_bce_loss`` when no pixel is claimed twice and grows with the error on
-    contested pixels, pushing targets of one question apart.
+    PixelLM adds this to the plain BCE with the same weight, so that ``mask_bce_loss + L`` is a
+    BCE averaged over pixels in which overlap pixels count ``overlap_weight`` times (2) and the
+    others once. It is 0 when no pixel is claimed twice, so a single target's BCE is not added a
+    second time, and it is normalised by the pixel count, not by the weights' sum, which would
+    shrink the overlap pixels' share as they grow in number.
 
     Args:
         logits: ``(N, H, W)`` mask logits.
         targets: ``(N, H, W)`` in ``[0, 1]``.
         groups: ``(N,)`` integer group id of each mask (any values; equal ids = same group).
-        overlap_weight: weight of overlap pixels, > 0 (PixelLM: 2, plain BCE plus a second BCE
-            on overlap pixels).
+        overlap_weight: total weight of an overlap pixel once added to the plain BCE, > 0.
 
     Returns:
         Scalar (float32, or float64 for float64 logits); ``logits.sum() * 0`` when N = 0.
@@ -129,9 +131,8 @@ def target_refinement_loss(
     groups = groups.to(logits.device)
     same_group = (groups[:, None] == groups[None, :]).to(pixel_loss.dtype)
     # (N, P): how many masks of mask n's group (itself included) claim each pixel.
-    claims = same_group @ claimed
-    weights = torch.where(claims >= 2, overlap_weight, 1.0).to(pixel_loss.dtype)
-    return ((weights * pixel_loss).sum(dim=1) / weights.sum(dim=1)).mean()
+    overlap = (same_group @ claimed >= 2).to(pixel_loss.dtype)
+    return ((overlap_weight - 1) * overlap * pixel_loss).mean(dim=1).mean()
 
 
 def slot_decision_loss(
@@ -198,8 +199,9 @@ class RegionLossWeights:
     """``mask_bce_loss`` (key ``"bce"``)."""
     dice: float = 0.5
     """``mask_dice_loss`` (key ``"dice"``)."""
-    refinement: float = 1.0
-    """``target_refinement_loss`` (key ``"refinement"``)."""
+    refinement: float = 2.0
+    """``target_refinement_loss`` (key ``"refinement"``); equal to ``bce``, as PixelLM adds it,
+    so overlap pixels count ``refinement_overlap_weight`` times in the BCE."""
     slot: float = 0.5
     """``slot_decision_loss`` (key ``"slot"``)."""
 

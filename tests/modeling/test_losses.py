@@ -16,6 +16,9 @@ from regionkit.modeling.losses import (
     slot_decision_loss,
     target_refinement_loss,
 )
+from regionkit.modeling.token_layout import IGNORE_INDEX, CodebookGroups
+
+from .region_batches import tiny_model
 
 LN3 = math.log(3.0)
 
@@ -123,43 +126,58 @@ def overlapping_pair() -> tuple[torch.Tensor, torch.Tensor]:
 def test_refinement_hand_computed() -> None:
     logits, targets = overlapping_pair()
     pixel = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1)
-    weights = torch.tensor([2.0, 1.0, 1.0, 1.0])  # pixel (0, 0) is claimed by both masks
-    expected = ((pixel * weights).sum(1) / weights.sum()).mean()
+    extra = torch.tensor([1.0, 0.0, 0.0, 0.0])  # pixel (0, 0) is claimed by both masks
+    expected = ((pixel * extra).sum(1) / 4).mean()
     loss = target_refinement_loss(logits, targets, torch.tensor([0, 0]))
     torch.testing.assert_close(loss, expected)
-    # The contested pixel is a false positive of mask 1, so weighting it raises the loss.
-    assert loss > mask_bce_loss(logits, targets)
+
+
+def test_refinement_added_to_bce_counts_overlap_pixels_twice_as_pixellm_means() -> None:
+    logits, targets = overlapping_pair()
+    pixel = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1)
+    weights = torch.tensor([2.0, 1.0, 1.0, 1.0])
+    pixellm = ((pixel * weights).sum(1) / 4).mean()  # alpha = 2 on overlaps, mean over pixels
+    together = mask_bce_loss(logits, targets) + target_refinement_loss(
+        logits, targets, torch.tensor([0, 0])
+    )
+    torch.testing.assert_close(together, pixellm)
+    # Not normalised by the weights' sum: that would give the overlap pixel 2/1.25 = 1.6x.
+    assert not torch.allclose(together, ((pixel * weights).sum(1) / weights.sum()).mean())
 
 
 def test_refinement_weights_exactly_the_overlap_pixels() -> None:
     logits, targets = overlapping_pair()
     grads = []
-    for loss_fn in (mask_bce_loss, lambda x, t: target_refinement_loss(x, t, torch.tensor([0, 0]))):
+    losses = (
+        mask_bce_loss,
+        lambda x, t: mask_bce_loss(x, t) + target_refinement_loss(x, t, torch.tensor([0, 0])),
+    )
+    for loss_fn in losses:
         x = logits.clone().requires_grad_()
         loss_fn(x, targets).backward()
         grads.append(x.grad)
-    # Per mask, refinement grad = plain grad * P * w / sum(w): the ratio is w up to a constant.
-    ratio = grads[1] / grads[0]
-    ratio = ratio / ratio[:, 1:2, 1:2]
     expected = torch.tensor([[2.0, 1.0], [1.0, 1.0]]).expand(2, 2, 2)
-    torch.testing.assert_close(ratio, expected)
+    torch.testing.assert_close(grads[1] / grads[0], expected)
 
 
-def test_refinement_equals_bce_without_double_claims() -> None:
+def test_refinement_adds_nothing_without_double_claims() -> None:
     logits, targets = overlapping_pair()
-    bce = mask_bce_loss(logits, targets)
-    # Different groups: a pixel claimed by two questions' masks is not an overlap.
-    torch.testing.assert_close(target_refinement_loss(logits, targets, torch.tensor([4, 9])), bce)
+    zero = torch.tensor(0.0)
+    # Different groups: a pixel claimed by two turns' masks is not an overlap.
+    torch.testing.assert_close(target_refinement_loss(logits, targets, torch.tensor([4, 9])), zero)
+    # A single target: its BCE is not added a second time.
+    torch.testing.assert_close(
+        target_refinement_loss(logits[:1], targets[:1], torch.tensor([0])), zero
+    )
     # Same group, disjoint claims.
     disjoint = logits.clone()
     disjoint[1, 0, 0] = -3.0
     torch.testing.assert_close(
-        target_refinement_loss(disjoint, targets, torch.tensor([0, 0])),
-        mask_bce_loss(disjoint, targets),
+        target_refinement_loss(disjoint, targets, torch.tensor([0, 0])), zero
     )
-    # overlap_weight = 1 is plain BCE.
+    # overlap_weight = 1 adds nothing either.
     torch.testing.assert_close(
-        target_refinement_loss(logits, targets, torch.tensor([0, 0]), overlap_weight=1.0), bce
+        target_refinement_loss(logits, targets, torch.tensor([0, 0]), overlap_weight=1.0), zero
     )
 
 
@@ -170,8 +188,8 @@ def test_refinement_groups_with_arbitrary_ids() -> None:
     # Masks 0 and 2 share group 7 and claim the same pixels: all their claimed pixels overlap.
     loss = target_refinement_loss(three_logits, three_targets, torch.tensor([7, 3, 7]))
     pixel = F.binary_cross_entropy_with_logits(three_logits, three_targets, reduction="none")
-    weights = torch.tensor([[2.0, 2.0, 1.0, 1.0], [1.0] * 4, [2.0, 2.0, 1.0, 1.0]])
-    expected = ((pixel.flatten(1) * weights).sum(1) / weights.sum(1)).mean()
+    extra = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0] * 4, [1.0, 1.0, 0.0, 0.0]])
+    expected = ((pixel.flatten(1) * extra).sum(1) / 4).mean()
     torch.testing.assert_close(loss, expected)
 
 
@@ -245,7 +263,7 @@ def test_loss_weights_defaults_and_validation() -> None:
         1.0,
         2.0,
         0.5,
-        1.0,
+        2.0,
         0.5,
     )
     with pytest.raises(ValueError, match=r"'bce': -1\.0.*'slot': nan"):
@@ -265,3 +283,36 @@ def test_combine_losses() -> None:
         combine_losses({}, RegionLossWeights())
     with pytest.raises(ValueError, match="scalars"):
         combine_losses({"bce": torch.ones(2)}, RegionLossWeights())
+
+
+def test_the_model_refines_the_masks_of_each_answer_turn_apart() -> None:
+    """Two masks claiming the same pixel are contested only when one turn asks for both."""
+    model = tiny_model()
+    pred = [torch.full((2, 4, 4), 3.0)]  # both masks claim every pixel
+    target = [torch.stack([torch.ones(4, 4), torch.zeros(4, 4)])]
+    groups = CodebookGroups(sample=torch.tensor([0, 0]), start=torch.tensor([2, 7]), counts=[2])
+    two_turns = torch.full((1, 10), IGNORE_INDEX)
+    two_turns[0, 1:4] = 5  # turn 1 holds the group at 2
+    two_turns[0, 6:9] = 5  # turn 2 holds the group at 7
+    one_turn = torch.full((1, 10), IGNORE_INDEX)
+    one_turn[0, 1:9] = 5
+    apart = model._mask_loss_parts(pred, target, groups, two_turns)["refinement"]
+    together = model._mask_loss_parts(pred, target, groups, one_turn)["refinement"]
+    assert apart.item() == 0
+    assert together.item() > 0
+
+
+def test_the_models_slot_decision_reads_the_logits_that_predict_the_slot() -> None:
+    """Position j's logits predict token j + 1: a model sure of the right class one position
+    before each slot, and of the wrong one at the slot itself, has a slot loss near zero."""
+    model = tiny_model()
+    config = model.config
+    seg, rej = config.codebook_token_ids[0], config.reject_token_id
+    vocab = config.text_config.vocab_size
+    labels = torch.full((1, 6), IGNORE_INDEX)
+    labels[0, 2], labels[0, 4] = seg, rej
+    logits = torch.zeros(1, 6, vocab)
+    logits[0, 1, seg], logits[0, 3, rej] = 20.0, 20.0  # before each slot: right
+    logits[0, 2, rej], logits[0, 4, seg] = 20.0, 20.0  # at each slot: wrong
+    slot = model._text_loss_parts(logits, labels)["slot"]
+    assert slot.item() < 1e-6

@@ -93,3 +93,25 @@ def test_vision_tower_state_dict_keys_match_perception_lm():
     assert plain_keys <= region_keys
     assert "model.vision_tower.timm_model.patch_embed.proj.weight" in region_keys
     assert {key for key in region_keys - plain_keys if "vision_tower" in key} == set()
+
+
+def test_a_prompt_lands_on_the_patches_its_mask_covers():
+    """A mask over a tile's top-right patch (row 0, column 3 of 4 x 4) changes that patch's
+    embedding alone: a transposed embedding would change row 3, column 0."""
+    model = tiny_model()
+    encoder = model.model.mask_prompt_encoder
+    with torch.no_grad():
+        encoder.weight.zero_()
+        encoder.weight[:, 0] = 1.0
+    patch_embed = model.model.vision_tower.timm_model.patch_embed
+    seen: list[torch.Tensor] = []
+    handle = patch_embed.register_forward_hook(lambda module, args, out: seen.append(out))
+    pixels = torch.randn(1, 3, TILE_PIXELS, TILE_PIXELS)
+    masks = torch.zeros(1, 3, TILE_PIXELS, TILE_PIXELS)
+    masks[0, 0, 0:14, 42:56] = 1  # rows are y: the top-right patch
+    with torch.no_grad():
+        model.model.vision_tower(pixels)
+        model.model.vision_tower(pixels, **{PROMPT_MASKS_KWARG: masks})
+    handle.remove()
+    change = (seen[1] - seen[0]).reshape(16, -1).abs().sum(dim=1)
+    assert change.nonzero().flatten().tolist() == [3]
