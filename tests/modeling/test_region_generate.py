@@ -65,15 +65,26 @@ def test_generate_returns_one_mask_per_emitted_codebook_group():
     group_starts = [prompt_length + 1, prompt_length + 1 + len(codebook) + 3]
     assert [p.tolist() for p in out.target_positions] == [group_starts, group_starts]
 
-    # The same masks come out of a plain forward over the generated sequences.
-    full_mask = torch.cat(
-        [batch["attention_mask"], torch.ones(2, len(script), dtype=torch.long)], dim=1
-    )
-    forward_batch = {**batch, "input_ids": out.sequences, "attention_mask": full_mask}
-    with torch.no_grad():
-        reread = model(**forward_batch, mask_sizes=[(8, 8), (9, 7)])
-    for generated, forward in zip(out.pred_masks, reread.pred_masks, strict=True):
-        torch.testing.assert_close(generated, forward, **CLOSE)
+    # Each sample alone, unpadded, in a plain forward over its own sequence: the batched,
+    # left-padded, cached generation gives the same masks (padding, positions and the batch
+    # never reach a mask).
+    tiles = [1 + h * w for h, w in batch["image_grids"].tolist()]
+    pixels = torch.split(batch["pixel_values"], tiles)
+    prompts = torch.split(batch["prompt_masks"], tiles)
+    for b, (size, generated) in enumerate(zip([(8, 8), (9, 7)], out.pred_masks, strict=True)):
+        real = batch["attention_mask"][b].bool()
+        ids = torch.cat([batch["input_ids"][b][real], torch.tensor(script)])[None]
+        alone = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "pixel_values": pixels[b],
+            "prompt_masks": prompts[b],
+            "image_grids": batch["image_grids"][b : b + 1],
+            "region_boxes": [batch["region_boxes"][b]],
+        }
+        with torch.no_grad():
+            reread = model(**alone, mask_sizes=[size])
+        torch.testing.assert_close(generated, reread.pred_masks[0], **CLOSE)
 
 
 def test_cached_decoding_matches_a_full_forward():
