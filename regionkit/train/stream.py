@@ -1,0 +1,149 @@
+"""Training rows streamed from regionkit datasets: split across ranks and workers, mixed by
+weight, shuffled through a buffer, the same for the same seed, resumable at a position.
+
+The unit of work is a Parquet row group (256 rows as regionkit writes them), listed from the
+shards' footers. Each epoch the units of each dataset are shuffled by (seed, epoch) and dealt
+round-robin to the `world_size * num_workers` readers, so readers never share a unit and
+together read every unit once; a reader reads only its own units. Each reader then draws the
+dataset of its next row by weight among those it still has rows of, and passes rows through a
+shuffle buffer, every draw from a generator seeded by (seed, epoch, reader): a rerun yields the
+same rows in the same order, and `skip` resumes after the rows already consumed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """A dataset to stream and how often to draw from it.
+
+    Attributes:
+        path: a dataset folder written by regionkit (with its manifest.json).
+        weight: relative chance a reader's next row comes from this dataset.
+        split: the split to read.
+    """
+
+    path: Path
+    weight: float = 1.0
+    split: str = "train"
+
+
+Unit = tuple[str, int]
+"""(Parquet file, row group index)."""
+
+
+def list_units(source: StreamSource) -> list[Unit]:
+    """Every row group of a dataset's split, in shard order."""
+    folder = Path(source.path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    split = manifest["splits"].get(source.split)
+    if split is None:
+        raise ValueError(
+            f"{folder}: no split {source.split!r}; it has {sorted(manifest['splits'])}"
+        )
+    units = []
+    for shard in split["shards"]:
+        file = str(folder / shard["file"])
+        units += [(file, group) for group in range(pq.ParquetFile(file).num_row_groups)]
+    return units
+
+
+class RowStream(IterableDataset):
+    """Rows (or whatever `transform` makes of them) for one rank, split among its workers.
+
+    Args:
+        sources: the datasets and their weights.
+        seed: fixes every shuffle and draw.
+        rank, world_size: this process's place among the training processes (default: from
+            `torch.distributed` when it is initialised, else 0 of 1).
+        buffer_size: rows held for shuffling (1: no shuffling beyond the units' order).
+        transform: applied to each row in the worker (decode the image, run the processor).
+    """
+
+    def __init__(
+        self,
+        sources: list[StreamSource],
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        buffer_size: int = 1024,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        if not sources:
+            raise ValueError("RowStream needs at least one source")
+        if any(not s.weight > 0 for s in sources):
+            raise ValueError(f"source weights must be > 0, got {[s.weight for s in sources]}")
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.rank = (
+            rank if rank is not None else (torch.distributed.get_rank() if distributed else 0)
+        )
+        self.world_size = (
+            world_size
+            if world_size is not None
+            else (torch.distributed.get_world_size() if distributed else 1)
+        )
+        self.sources = sources
+        self.units = [list_units(source) for source in sources]
+        self.seed = seed
+        self.buffer_size = max(1, buffer_size)
+        self.transform = transform
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """The epoch to stream next, and how many rows each reader passes over first (to resume:
+        a DataLoader takes batches from its workers in turn, so after n batches each worker has
+        given about n / num_workers of them)."""
+        self.epoch, self.skip = epoch, skip
+
+    def reader_rows(self, worker: int, num_workers: int) -> Iterator[dict[str, Any]]:
+        """The rows reader (rank, worker) yields this epoch, in order; plain Python, no torch
+        worker needed (tests call it for every reader)."""
+        reader = self.rank * num_workers + worker
+        readers = self.world_size * num_workers
+        streams = []
+        for index, units in enumerate(self.units):
+            order = list(units)
+            random.Random(f"{self.seed}/{self.epoch}/{index}").shuffle(order)
+            streams.append(_read(order[reader::readers]))
+        chooser = random.Random(f"{self.seed}/{self.epoch}/reader{reader}")
+        weights = [source.weight for source in self.sources]
+        live = list(range(len(streams)))
+        buffer: list[dict[str, Any]] = []
+        while live:
+            index = chooser.choices(live, weights=[weights[i] for i in live])[0]
+            row = next(streams[index], None)
+            if row is None:
+                live.remove(index)
+                continue
+            buffer.append(row)
+            if len(buffer) >= self.buffer_size:
+                yield buffer.pop(chooser.randrange(len(buffer)))
+        chooser.shuffle(buffer)
+        yield from buffer
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for position, row in enumerate(self.reader_rows(worker, num_workers)):
+            if position < self.skip:
+                continue
+            yield row if self.transform is None else self.transform(row)
+
+
+def _read(units: list[Unit]) -> Iterator[dict[str, Any]]:
+    """The rows of `units`, a row group at a time (a file is opened per unit: the units of a
+    reader are spread over many files, and keeping them all open would hold their handles)."""
+    for file, group in units:
+        yield from pq.ParquetFile(file).read_row_group(group).to_pylist()
