@@ -21,12 +21,29 @@ __all__ = [
     "REJECT_TOKEN",
     "RegionConfig",
     "region_token_count",
+    "region_token_names",
 ]
 
 REGION_PROMPT_TOKEN = "<|region_prompt_{index}|>"
 REGION_FEATURE_TOKEN = "<|region_feature|>"
 CODEBOOK_TOKEN = "<|codebook_{scale}_{token}|>"
 REJECT_TOKEN = "<|reject|>"
+
+
+def region_token_names(
+    num_region_prompts: int, num_scales: int, tokens_per_scale: int
+) -> list[str]:
+    """The region model's token strings in the order a tokenizer must add them: prompt slots,
+    the feature placeholder, the codebook (scale-major), reject."""
+    names = [REGION_PROMPT_TOKEN.format(index=p) for p in range(num_region_prompts)]
+    names.append(REGION_FEATURE_TOKEN)
+    names += [
+        CODEBOOK_TOKEN.format(scale=s, token=t)
+        for s in range(num_scales)
+        for t in range(tokens_per_scale)
+    ]
+    names.append(REJECT_TOKEN)
+    return names
 
 
 def region_token_count(num_region_prompts: int, num_scales: int, tokens_per_scale: int) -> int:
@@ -132,14 +149,7 @@ class RegionConfig(PerceptionLMConfig):
 
     def special_tokens(self) -> dict[str, int]:
         """The model's token strings and ids, in the order a processor must add them."""
-        names = [REGION_PROMPT_TOKEN.format(index=p) for p in range(self.num_region_prompts)]
-        names.append(REGION_FEATURE_TOKEN)
-        names += [
-            CODEBOOK_TOKEN.format(scale=s, token=t)
-            for s in range(self.num_scales)
-            for t in range(self.tokens_per_scale)
-        ]
-        names.append(REJECT_TOKEN)
+        names = region_token_names(self.num_region_prompts, self.num_scales, self.tokens_per_scale)
         return dict(zip(names, self._region_token_ids(), strict=True))
 
     def _region_token_ids(self) -> list[int]:
