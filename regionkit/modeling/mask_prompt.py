@@ -58,14 +58,19 @@ class MaskPromptEncoder(nn.Module):
         self._held_masks: Tensor | None = None
 
     def forward(self, prompt_masks: Tensor) -> Tensor:
-        """Embed ``(N, P, H, W)`` masks in [0, 1] to ``(N, embed_dim, H / patch, W / patch)``."""
-        if prompt_masks.dim() != 4 or prompt_masks.shape[1] != self.num_prompts:
+        """Embed ``(N, C, H, W)`` masks in [0, 1] to ``(N, embed_dim, H / patch, W / patch)``.
+
+        ``C <= P``: the first C prompt slots. A batch that uses fewer slots than the model has
+        need not carry the empty ones (at GAR-1B's 16 slots and 17 tiles of 448 pixels, each
+        empty slot is 13 MB of zeros per sample); they would add nothing to the embedding.
+        """
+        if prompt_masks.dim() != 4 or prompt_masks.shape[1] > self.num_prompts:
             raise ValueError(
-                f"prompt_masks must be (num_tiles, num_region_prompts={self.num_prompts}, H, W), "
-                f"got {tuple(prompt_masks.shape)}"
+                f"prompt_masks must be (num_tiles, at most num_region_prompts={self.num_prompts}"
+                f", H, W), got {tuple(prompt_masks.shape)}"
             )
         masks = prompt_masks.to(device=self.weight.device, dtype=self.weight.dtype)
-        return F.conv2d(masks, self.weight, stride=self.patch_size)
+        return F.conv2d(masks, self.weight[:, : masks.shape[1]], stride=self.patch_size)
 
     def attach(self, vision_tower: nn.Module, patch_embed: nn.Module) -> None:
         """Register the three hooks (see the module docstring) on a tower and its patch embed."""

@@ -8,9 +8,9 @@ Inputs of one batch (B samples, sequence length L):
   per sample a thumbnail (if ``config.vision_thumbnail``) then ``tiles_h * tiles_w`` tiles,
   row-major (``tiles.TileLayout``). Every sample of an image batch has one image.
 - ``image_grids``: ``(B, 2)`` integer ``(tiles_h, tiles_w)`` per sample.
-- ``prompt_masks``: ``(sum_b tiles_b, num_region_prompts, H, W)`` in ``[0, 1]``, tiled exactly
-  like ``pixel_values``; channel p is the mask of the region holding prompt slot p (overlaps are
-  fine), zeros for unused slots. Optional.
+- ``prompt_masks``: ``(sum_b tiles_b, C, H, W)`` in ``[0, 1]``, ``C <= num_region_prompts``,
+  tiled exactly like ``pixel_values``; channel p is the mask of the region holding prompt slot p
+  (overlaps are fine), zeros for unused slots; slots past C are unused. Optional.
 - ``region_boxes``: B tensors ``(R_b, 4)``, normalised xyxy of the original image, one per run of
   region placeholders in that sample's sequence, in order of appearance (``roi_replay``).
 - ``labels``: ``(B, L)`` next-token targets, ``-100`` where there is no text loss.
@@ -203,7 +203,7 @@ class RegionModel(PerceptionLMModel, RegionPreTrainedModel):
 
         Args:
             pixel_values: ``(num_tiles, 3, H, W)`` packed tiles.
-            prompt_masks: ``(num_tiles, num_region_prompts, H, W)`` or None.
+            prompt_masks: ``(num_tiles, C <= num_region_prompts, H, W)`` or None.
 
         Returns:
             The tower output with ``pooler_output`` the projected tile tokens

@@ -65,7 +65,11 @@ class ProcessorSettings:
 
 @dataclass
 class Sample:
-    """One row as model inputs (unbatched; `collate` packs them)."""
+    """One row as model inputs (unbatched; `collate` packs them).
+
+    `prompt_masks` holds the used prompt slots only, as uint8 0-255 (`collate` pads the slots
+    to the batch's most and scales to [0, 1]); everything else is as the model takes it.
+    """
 
     input_ids: Tensor
     labels: Tensor
@@ -116,15 +120,11 @@ class RegionProcessor:
         turns, cut = self._turns(row, image_ids)
         regions = row["regions"]
         slot_regions = sorted(turns.slots, key=turns.slots.get)
+        planes = [_region_mask(regions[k], height, width) for k in slot_regions]
         prompts = tile_masks(
-            torch.stack([_region_mask(regions[k], height, width) for k in slot_regions])
-            if slot_regions
-            else torch.zeros(0, height, width),
+            torch.stack(planes) if planes else torch.zeros(0, height, width),
             grid,
             settings.tile_size,
-        )
-        prompts = F.pad(
-            prompts, (0, 0, 0, 0, 0, self.config.num_region_prompts - len(slot_regions))
         )
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         boxes = torch.tensor([regions[k]["bbox"] for k in turns.boxes], dtype=torch.float32)

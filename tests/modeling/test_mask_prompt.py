@@ -79,11 +79,17 @@ def test_masks_reach_timm_through_the_tower_kwargs_and_never_leak():
     torch.testing.assert_close(after_error, baseline, rtol=0, atol=0)
 
 
-def test_wrong_prompt_channel_count_raises():
+def test_unused_prompt_slots_may_be_left_out_and_too_many_raise():
     model = tiny_model()
+    _randomise(model.model.mask_prompt_encoder)
     pixels, masks = _inputs()
-    with pytest.raises(ValueError, match="num_region_prompts=3"):
-        model.model.get_image_features(pixels, prompt_masks=masks[:, :2])
+    masks[:, 2] = 0  # slot 2 unused
+    with torch.no_grad():
+        full = model.model.get_image_features(pixels, prompt_masks=masks).pooler_output
+        two = model.model.get_image_features(pixels, prompt_masks=masks[:, :2]).pooler_output
+    torch.testing.assert_close(two, full, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="at most num_region_prompts=3"):
+        model.model.get_image_features(pixels, prompt_masks=torch.cat([masks, masks[:, :1]], 1))
 
 
 def test_vision_tower_state_dict_keys_match_perception_lm():

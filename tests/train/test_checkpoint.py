@@ -9,7 +9,7 @@ from transformers import PerceptionLMConfig, PerceptionLMForConditionalGeneratio
 
 from regionkit.modeling import RegionForConditionalGeneration, tiny_region_config
 from regionkit.train.checkpoint import load_region_model
-from tests.train.tiny_tokenizer import tiny_tokenizer
+from regionkit.train.tiny_tokenizer import tiny_tokenizer
 
 REGION_ONLY = {"num_region_prompts", "replay_grid", "replay_sampling_ratio", "vision_thumbnail",
                "num_scales", "tokens_per_scale", "decoder_vision_layers", "decoder_grid",

@@ -49,7 +49,7 @@ def test_a_prompt_mask_lands_on_the_tiles_its_region_is_on():
     prompts = tile_masks(mask, grid, tile)
     assert prompts.shape == (tiles.shape[0], 1, tile, tile)
     bright = tiles.amax(dim=(1, 2, 3)) > 0
-    covered = prompts.amax(dim=(1, 2, 3)) > 0.5
+    covered = prompts.amax(dim=(1, 2, 3)) > 127
     assert bright.tolist() == covered.tolist()
     assert covered.tolist() == [True, False, True]  # the thumbnail and the right tile
 
@@ -62,5 +62,5 @@ def test_tiles_are_row_major_so_the_top_right_region_is_the_second_tile():
     grid = choose_grid(40, 40, 20, 4)
     assert grid == (2, 2)
     bright = tile_image(image, grid, 20).amax(dim=(1, 2, 3)) > 0
-    covered = tile_masks(mask, grid, 20).amax(dim=(1, 2, 3)) > 0.5
+    covered = tile_masks(mask, grid, 20).amax(dim=(1, 2, 3)) > 127
     assert bright.tolist() == covered.tolist() == [True, False, True, False, False]

@@ -1,6 +1,8 @@
-"""A word-level tokenizer over the tiny region model's text ids (0-63), with a chat template,
-built in-process from the `tokenizers` library: what a real checkpoint's tokenizer offers the
-processor (`__call__`, `apply_chat_template`), small enough to read ids by eye."""
+"""A word-level tokenizer over the tiny region model's text ids (0-63), with a chat template.
+
+Built in-process from the `tokenizers` library, it offers what a real checkpoint's tokenizer
+offers the processor (`__call__`, `apply_chat_template`) with nothing to download, for the
+tiny model in tests, benchmarks and the demo; its ids are few enough to read by eye."""
 
 from __future__ import annotations
 
