@@ -89,8 +89,8 @@ class MaskPromptEncoder(nn.Module):
         self._held_masks = None
 
     def _add_embedding(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
-        if self._held_masks is None:
-            return output
+        if self._held_masks is None or self._held_masks.shape[1] == 0:
+            return output  # no prompts, or a batch that names no region
         embeds = self(self._held_masks)  # (N, D, h, w)
         # Patch embeddings are (N, h * w, D) or (N, h, w, D); both are row-major over (h, w).
         expected = (output.shape[0], output.shape[-1], output[0, ..., 0].numel())

@@ -88,6 +88,10 @@ def test_unused_prompt_slots_may_be_left_out_and_too_many_raise():
         full = model.model.get_image_features(pixels, prompt_masks=masks).pooler_output
         two = model.model.get_image_features(pixels, prompt_masks=masks[:, :2]).pooler_output
     torch.testing.assert_close(two, full, rtol=0, atol=0)
+    with torch.no_grad():  # a batch that names no region sends no slot at all
+        none = model.model.get_image_features(pixels, prompt_masks=masks[:, :0]).pooler_output
+        plain = model.model.get_image_features(pixels).pooler_output
+    torch.testing.assert_close(none, plain, rtol=0, atol=0)
     with pytest.raises(ValueError, match="at most num_region_prompts=3"):
         model.model.get_image_features(pixels, prompt_masks=torch.cat([masks, masks[:, :1]], 1))
 
