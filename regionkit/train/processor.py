@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,13 +112,35 @@ class RegionProcessor:
         self.tokens_per_tile = side * side
 
     def __call__(self, row: dict[str, Any]) -> Sample:
+        """The row's dialogue as a training sample."""
+        return self._sample(row, lambda image_ids: self._turns(row, image_ids))
+
+    def prompt(self, row: dict[str, Any], messages: list[dict[str, str]]) -> Sample:
+        """`messages` (ending with a user turn) about `row`'s image and regions, followed by
+        the template's generation prompt: the input of `generate`. Nothing is labelled."""
+        if not messages or messages[-1]["role"] != "user":
+            raise ValueError("a prompt ends with a user turn")
+
+        def build(image_ids: list[int]) -> tuple[_Turns, int]:
+            turns = self._build(messages, image_ids, add_generation_prompt=True)
+            if turns is None or len(turns.ids) > self.settings.max_length:
+                raise SampleTooLong(f"{row['id']}: the prompt does not fit the limits")
+            turns.labels = [IGNORE_INDEX] * len(turns.ids)
+            return turns, 0
+
+        return self._sample(row, build)
+
+    def _sample(
+        self, row: dict[str, Any], tokens: Callable[[list[int]], tuple[_Turns, int]]
+    ) -> Sample:
+        """The image, its tiles and grid, and `tokens`' ids with what they refer to."""
         image = load_image(row["image"])
         width, height = row["width"], row["height"]
         settings = self.settings
         grid = choose_grid(width, height, settings.tile_size, settings.max_tiles)
         tiles = 1 + grid[0] * grid[1]
         image_ids = [self.config.image_token_id] * (tiles * self.tokens_per_tile)
-        turns, cut = self._turns(row, image_ids)
+        turns, cut = tokens(image_ids)
         regions = row["regions"]
         slot_regions = sorted(turns.slots, key=turns.slots.get)
         planes = [_region_mask(regions[k], height, width) for k in slot_regions]
@@ -139,12 +162,17 @@ class RegionProcessor:
             turns_cut=cut,
         )
 
-    def _template_chunks(self, messages: list[dict[str, str]]) -> list[list[int]]:
-        """The chat template's own tokens around each message: n + 1 chunks for n messages."""
+    def _template_chunks(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool = False
+    ) -> list[list[int]]:
+        """The chat template's own tokens around each message: n + 1 chunks for n messages
+        (the last ends with the assistant's header when `add_generation_prompt`)."""
         stand_ins = [
             {"role": m["role"], "content": _SENTINEL.format(i)} for i, m in enumerate(messages)
         ]
-        text = self.tokenizer.apply_chat_template(stand_ins, tokenize=False)
+        text = self.tokenizer.apply_chat_template(
+            stand_ins, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
         pieces = _SENTINELS.split(text)
         if len(pieces) != len(messages) + 1:
             raise ValueError("the chat template must write each message's content once")
@@ -165,9 +193,14 @@ class RegionProcessor:
             f"{self.config.num_region_prompts} regions"
         )
 
-    def _build(self, messages: list[dict[str, str]], image_ids: list[int]) -> _Turns | None:
+    def _build(
+        self,
+        messages: list[dict[str, str]],
+        image_ids: list[int],
+        add_generation_prompt: bool = False,
+    ) -> _Turns | None:
         """The tokens of `messages`; None when they name more regions than there are slots."""
-        chunks = self._template_chunks(messages)
+        chunks = self._template_chunks(messages, add_generation_prompt)
         turns = _Turns(ids=list(chunks[0]), labels=[IGNORE_INDEX] * len(chunks[0]))
         for i, message in enumerate(messages):
             if not self._message(turns, message, image_ids if i == 0 else [], chunks[i + 1]):

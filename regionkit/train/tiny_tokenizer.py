@@ -17,7 +17,7 @@ WORDS = [
 ]  # fmt: skip
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|>"
-    "{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 """Each message as `<|role|> content <|end|>`: the end of an assistant turn is its label's
 last token, as `<|eot_id|>` is for Llama 3."""
