@@ -282,6 +282,42 @@ def recipe_main(function: RecipeFunction, argv: list[str] | None = None) -> int:
     return _reported(lambda: _run_recipe(function, args))
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from transformers import AutoTokenizer
+
+    from regionkit.modeling import RegionForConditionalGeneration
+    from regionkit.train.evaluate import (
+        dataset_rows,
+        evaluate_referring,
+        format_results,
+        processor_for,
+    )
+
+    missing = [str(p) for p in [args.model, *args.data] if not Path(p).is_dir()]
+    if missing:
+        print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    model = RegionForConditionalGeneration.from_pretrained(args.model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    processor = processor_for(model, tokenizer, args.max_tiles)
+    results = {}
+    for folder in args.data:
+        try:
+            rows = list(dataset_rows(folder, args.split))
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        scores = evaluate_referring(model, processor, rows, max_new_tokens=args.max_new_tokens)
+        results[f"{Path(folder).name}:{args.split}"] = scores.result()
+    print(format_results(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from regionkit.pipelines.inspect import NotADataset, inspect_dataset
 
@@ -431,6 +467,35 @@ def _parser() -> argparse.ArgumentParser:
     _add_recipe_options(recipe)
     _add_build_options(recipe)
     recipe.set_defaults(func=cmd_recipe)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a region model on built datasets by generating its answers",
+        description="Ask a saved region model 'Segment <text>.' for every referring text of a "
+        "split (gRefCOCO's no-target texts included) and score its masks and rejections: "
+        "gIoU, cIoU, N-acc and T-acc as GSVA and ReLA define them. Prints a table; --out also "
+        "writes the results as JSON.",
+    )
+    evaluate.add_argument(
+        "--model", type=Path, required=True, help="a saved region model and its tokenizer"
+    )
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="a built dataset (repeat for several)",
+    )
+    evaluate.add_argument("--split", default="val", help="the split to score (default: val)")
+    evaluate.add_argument(
+        "--max-tiles", type=int, default=16, help="most tiles per image (default 16)"
+    )
+    evaluate.add_argument(
+        "--max-new-tokens", type=int, default=64, help="most tokens per answer (default 64)"
+    )
+    evaluate.add_argument("--out", type=Path, default=None, help="results JSON to write")
+    evaluate.set_defaults(func=cmd_eval)
 
     sources = commands.add_parser("sources", help="list catalog sources, or describe one")
     sources.add_argument("name", nargs="?", help="a source name, e.g. refcocog")

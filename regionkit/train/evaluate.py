@@ -9,18 +9,21 @@ no-target texts included) and scores with the gRefCOCO metrics.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from regionkit.catalog.masks import decode_rle
 from regionkit.modeling import RegionForConditionalGeneration
 from regionkit.train.collate import collate
 from regionkit.train.metrics import GresScores
-from regionkit.train.processor import RegionProcessor
+from regionkit.train.processor import ProcessorSettings, RegionProcessor
 
 REFER_QUESTION = "Segment {text}."
 
@@ -77,3 +80,41 @@ def evaluate_referring(
             question = REFER_QUESTION.format(text=grounding["text"].strip())
             scores.add(answer(model, processor, row, question, **generate).masks, truth, shape)
     return scores
+
+
+def dataset_rows(folder: Path, split: str) -> Iterator[dict[str, Any]]:
+    """A built dataset's rows of `split`, shard by shard."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    if split not in manifest["splits"]:
+        raise ValueError(f"{folder}: no split {split!r}; it has {sorted(manifest['splits'])}")
+    for shard in manifest["splits"][split]["shards"]:
+        yield from pq.read_table(Path(folder) / shard["file"]).to_pylist()
+
+
+def processor_for(
+    model: RegionForConditionalGeneration, tokenizer: Any, max_tiles: int
+) -> RegionProcessor:
+    """A processor with the model's own tile size and patch size."""
+    patch_embed = model.model.vision_tower.timm_model.patch_embed
+    settings = ProcessorSettings(
+        tile_size=int(patch_embed.img_size[0]),
+        max_tiles=max_tiles,
+        patch_size=int(patch_embed.patch_size[0]),
+        max_length=model.config.text_config.max_position_embeddings,
+    )
+    return RegionProcessor(tokenizer, model.config, settings)
+
+
+def format_results(results: dict[str, dict[str, float | int]]) -> str:
+    """Results as a table: one line per dataset and split."""
+    names = sorted({name for metrics in results.values() for name in metrics})
+    lines = [f"{'dataset':40} " + " ".join(f"{name:>8}" for name in names)]
+    for where, metrics in results.items():
+        cells = [
+            f"{metrics[name]:>8.4f}"
+            if isinstance(metrics.get(name), float)
+            else f"{metrics.get(name, ''):>8}"
+            for name in names
+        ]
+        lines.append(f"{where:40} " + " ".join(cells))
+    return "\n".join(lines)

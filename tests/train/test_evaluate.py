@@ -3,15 +3,20 @@ answer, and the gRefCOCO metrics over them, with the model's tokens scripted."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from pycocotools import mask as mask_api
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from regionkit.catalog.records import make_region, make_row
+from regionkit.catalog.schema import ARROW_SCHEMA
+from regionkit.cli import main
 from regionkit.modeling import tiny_region_config
 from regionkit.train.evaluate import answer, evaluate_referring
 from regionkit.train.processor import ProcessorSettings, RegionProcessor
@@ -87,3 +92,23 @@ def test_referring_scores_read_masks_and_rejections_off_the_answers(tmp_path):
         max_new_tokens=12,
     )
     assert len(reply.masks) == 2 and reply.masks[0].shape == (56, 112) and not reply.rejected
+
+
+def test_regionkit_eval_scores_a_saved_model_on_a_built_split(tmp_path, capsys):
+    model_dir, data = tmp_path / "model", tmp_path / "data"
+    tiny_model().save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    (data / "data").mkdir(parents=True)
+    row = _row(tmp_path)
+    pq.write_table(pa.Table.from_pylist([row], schema=ARROW_SCHEMA), data / "data/val.parquet")
+    shards = [{"file": "data/val.parquet", "rows": 1}]
+    (data / "manifest.json").write_text(
+        json.dumps({"splits": {"val": {"rows": 1, "shards": shards}}})
+    )
+    out = tmp_path / "results.json"
+    command = ["eval", "--model", str(model_dir), "--data", str(data), "--max-new-tokens", "6"]
+    assert main([*command, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["data:val"]
+    assert results["samples"] == 3 and 0 <= results["gIoU"] <= 1
+    assert "data:val" in capsys.readouterr().out
+    assert main([*command, "--split", "test"]) == 2
