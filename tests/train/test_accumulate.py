@@ -1,0 +1,49 @@
+"""Accumulated micro-batches of different sizes give the loss and gradients of one batch."""
+
+from __future__ import annotations
+
+import torch
+
+from regionkit.train.accumulate import micro_batch_loss, window_counts
+from tests.modeling.region_batches import SampleSpec, build_sample, collate, tiny_model
+
+SPECS = [
+    SampleSpec((1, 1), [(0.1, 0.1, 0.5, 0.5)], ["seg"]),
+    SampleSpec((2, 1), [(0.0, 0.2, 0.7, 0.9), (0.5, 0.5, 1.0, 1.0)], ["seg", "rej", "seg"], [1, 2]),
+    SampleSpec((1, 2), [], ["rej"]),
+]
+
+
+def _grads(model) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_two_uneven_micro_batches_add_up_to_the_whole_batch():
+    model = tiny_model(seed=1)
+    with torch.no_grad():
+        model.model.mask_prompt_encoder.weight.normal_()
+    samples = [build_sample(model.config, spec, seed=i) for i, spec in enumerate(SPECS)]
+    whole = collate(samples)
+    model.zero_grad()
+    expected = model(**whole).loss
+    expected.backward()
+    expected_grads = _grads(model)
+
+    micro = [collate(samples[:1]), collate(samples[1:])]  # 1 target vs 3, few tokens vs many
+    window = window_counts(micro, model.config)
+    model.zero_grad()
+    total = 0.0
+    for batch in micro:
+        loss, _ = micro_batch_loss(model, batch, window)
+        loss.backward()
+        total = total + loss.detach()
+    torch.testing.assert_close(total, expected.detach(), rtol=1e-4, atol=1e-5)
+    for got, want in zip(_grads(model), expected_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
+
+    model.zero_grad()  # averaging each micro-batch's own mean loss is not the same
+    for batch in micro:
+        (model(**batch).loss / len(micro)).backward()
+    naive = _grads(model)
+    pairs = zip(naive, expected_grads, strict=True)
+    assert any(not torch.allclose(a, b, rtol=1e-2, atol=1e-4) for a, b in pairs)
