@@ -282,6 +282,39 @@ def recipe_main(function: RecipeFunction, argv: list[str] | None = None) -> int:
     return _reported(lambda: _run_recipe(function, args))
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from regionkit.train.config import ConfigError, load_config
+    from regionkit.train.trainer import train
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    def show(record: dict) -> None:
+        parts = " ".join(f"{name} {value:.4f}" for name, value in sorted(record["parts"].items()))
+        print(
+            f"step {record['step']}/{config.steps}  loss {record['loss']:.4f}  ({parts})  "
+            f"lr {record['lr']:.2e}  {record['samples_per_s']:.1f} samples/s  "
+            f"{record['tokens_per_s']:.0f} tokens/s"
+        )
+
+    try:
+        train(config, log=show)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(
+            "interrupted: rerun the same command to resume from the last checkpoint",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(f"done: checkpoint and log in {config.out}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -467,6 +500,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_recipe_options(recipe)
     _add_build_options(recipe)
     recipe.set_defaults(func=cmd_recipe)
+
+    train = commands.add_parser(
+        "train",
+        help="train the region model on built datasets (one process; resumes from --out)",
+        description="Train the region model on regionkit datasets as a CONFIG file (YAML or "
+        "JSON) describes: the model ('tiny' or a PerceptionLM checkpoint), the datasets and "
+        "their weights, steps, batch sizes, accumulation, learning rate with warmup and cosine "
+        "decay, clipping, frozen parts. Checkpoints hold the model, optimizer, schedule, "
+        "random generators and stream position: rerunning the same command resumes with the "
+        "same next batch.",
+    )
+    train.add_argument("config", type=Path, help="the run's YAML or JSON config")
+    train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
         "eval",

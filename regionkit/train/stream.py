@@ -99,13 +99,16 @@ class RowStream(IterableDataset):
         self.buffer_size = max(1, buffer_size)
         self.transform = transform
         self.epoch = 0
-        self.skip = 0
+        self.skip_batches = 0
+        self.batch_size = 1
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """The epoch to stream next, and how many rows each reader passes over first (to resume:
-        a DataLoader takes batches from its workers in turn, so after n batches each worker has
-        given about n / num_workers of them)."""
-        self.epoch, self.skip = epoch, skip
+    def set_epoch(self, epoch: int, skip_batches: int = 0, batch_size: int = 1) -> None:
+        """The epoch to stream next, and how many batches of `batch_size` rows a DataLoader
+        already took from it (to resume). Each worker batches its own rows and the DataLoader
+        takes batches from the workers in turn, so reader r had given batches r, r + W, ...;
+        a resumed DataLoader starts with its worker 0 again, so worker w now plays reader
+        (w + n) % W, whose turn it is, and passes over the batches that reader had given."""
+        self.epoch, self.skip_batches, self.batch_size = epoch, skip_batches, batch_size
 
     def reader_rows(self, worker: int, num_workers: int) -> Iterator[dict[str, Any]]:
         """The rows reader (rank, worker) yields this epoch, in order; plain Python, no torch
@@ -136,8 +139,11 @@ class RowStream(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for position, row in enumerate(self.reader_rows(worker, num_workers)):
-            if position < self.skip:
+        reader = (worker + self.skip_batches) % num_workers
+        taken = max(0, -(-(self.skip_batches - reader) // num_workers))  # batches r, r + W, ...
+        skip = taken * self.batch_size
+        for position, row in enumerate(self.reader_rows(reader, num_workers)):
+            if position < skip:
                 continue
             yield row if self.transform is None else self.transform(row)
 

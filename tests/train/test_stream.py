@@ -80,8 +80,21 @@ def test_a_resumed_stream_continues_with_the_same_rows(tmp_path):
     whole = RowStream([StreamSource(folder)], seed=5, buffer_size=6)
     whole.set_epoch(2)
     resumed = RowStream([StreamSource(folder)], seed=5, buffer_size=6)
-    resumed.set_epoch(2, skip=7)
-    assert _ids(resumed) == _ids(whole)[7:]
+    resumed.set_epoch(2, skip_batches=3, batch_size=2)
+    assert _ids(resumed) == _ids(whole)[6:]
+
+
+def test_a_resumed_loader_with_workers_gives_the_same_next_batches(tmp_path):
+    folder = _dataset(tmp_path / "a", "a", shards=2, groups=4, rows_per_group=3)
+
+    def batches(skip: int) -> list[list[str]]:
+        stream = RowStream([StreamSource(folder)], seed=2, buffer_size=3)
+        stream.set_epoch(1, skip_batches=skip, batch_size=2)
+        loader = DataLoader(stream, batch_size=2, num_workers=2, collate_fn=_ids)
+        return list(loader)
+
+    whole = batches(0)
+    assert batches(3) == whole[3:]  # after 3 batches: worker 0 gave 2, worker 1 gave 1
 
 
 def test_dataloader_workers_share_the_rows_without_overlap(tmp_path):
