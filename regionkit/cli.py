@@ -417,6 +417,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nevery source, then every recipe over them (units: in = out + quarantined):")
     for result in results:
         print(f"  {result.summary()}")
+    if (out / "recipes" / "seed").is_dir() and (out / "grefcoco").is_dir():
+        from regionkit.train.demo import train_and_evaluate
+        from regionkit.train.evaluate import format_results
+
+        records, scores = train_and_evaluate(
+            out / "train", out / "recipes" / "seed", "train", out / "grefcoco", "val"
+        )
+        losses = ", ".join(f"{r['loss']:.3f}" for r in records)
+        print(f"\ntiny model, {len(records)} steps on the seed recipe: loss {losses}")
+        print(format_results(scores))
     print(f"\nquarantine reasons: {out}/<source>/quarantine/*.jsonl")
     print(f"previews: {out / 'previews'}/<source>.png")
     print(f"open one in Python: datasets.load_dataset({str(out / sources[0])!r})")

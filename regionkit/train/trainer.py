@@ -1,10 +1,11 @@
 """The training loop: streamed rows, accumulated micro-batches, AdamW with warmup and cosine
 decay, clipping, logs, and checkpoints a rerun resumes from with the same next batch.
 
-One plain process (no launcher), on whatever device torch picks. A checkpoint holds the model,
-the optimizer, the schedule, every random generator and the stream's position (epoch and the
-batches taken in it), written whole by rename; a rerun with the same config finds it and goes
-on, taking exactly the batches an uninterrupted run would have taken next.
+One plain process (no launcher), on whatever device torch picks. At the end the model and its
+tokenizer are saved under `out/model` for `from_pretrained` and `regionkit eval`. A checkpoint
+holds the model, the optimizer, the schedule, every random generator and the stream's position
+(epoch and the batches taken in it), written whole by rename; a rerun with the same config
+finds it and goes on, taking exactly the batches an uninterrupted run would have taken next.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from regionkit.train.tiny_tokenizer import tiny_tokenizer
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+MODEL = "model"
+"""The finished model and its tokenizer, under `out`."""
 
 
 @dataclass
@@ -162,6 +165,9 @@ def train(config: TrainConfig, log: Callable[[dict[str, Any]], None] | None = No
             log(record)
         if position.step % config.save_every == 0 or position.step == config.steps:
             _save(out / CHECKPOINT, model, optimizer, schedule, position, config)
+    if records:  # the trained model as `from_pretrained` and `regionkit eval` read it
+        model.save_pretrained(out / MODEL)
+        tokenizer.save_pretrained(out / MODEL)
     return records
 
 

@@ -8,6 +8,7 @@ from regionkit.catalog.recipes import RECIPES
 from regionkit.catalog.sources import SOURCES
 from regionkit.cli import main
 from regionkit.pipelines.demo import demo_sources, run_demo, run_demo_recipes
+from regionkit.train.demo import DEMO_STEPS, train_and_evaluate
 
 
 def test_every_catalog_source_has_a_demo_sample():
@@ -32,6 +33,12 @@ def test_demo_builds_every_source_with_its_broken_records(ray_cluster, tmp_path)
         counts = result.report.stats.to_json()["units"]["row"]
         assert result.valid and result.report.stats.rows > 0, result.source
         assert counts["in"] == counts["out"] + counts["quarantined"]
+
+    # the demo's last act: a few training steps on the seed recipe, then an evaluation
+    seed, grefcoco = tmp_path / "recipes" / "seed", tmp_path / "grefcoco"
+    records, scores = train_and_evaluate(tmp_path / "train", seed, "train", grefcoco, "val")
+    assert [r["step"] for r in records] == list(range(1, DEMO_STEPS + 1))
+    assert scores["grefcoco:val"]["samples"] > 0
 
 
 def test_demo_refuses_an_unknown_source(tmp_path, capsys):
