@@ -301,7 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
 
     try:
-        train(config, log=show)
+        train(config, log=show, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -522,6 +522,7 @@ def _parser() -> argparse.ArgumentParser:
         "same next batch.",
     )
     train.add_argument("config", type=Path, help="the run's YAML or JSON config")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(

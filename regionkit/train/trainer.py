@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from regionkit.modeling import RegionForConditionalGeneration, tiny_region_config
 from regionkit.train.accumulate import micro_batch_loss, window_counts
@@ -101,8 +102,13 @@ def learning_rate_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train(config: TrainConfig, log: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
-    """Run (or resume) the training `config` describes; the log records of the steps run."""
+def train(
+    config: TrainConfig,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = False,
+) -> list[dict]:
+    """Run (or resume) the training `config` describes; the log records of the steps run.
+    `log` gets every `log_every`-th record; `progress` shows a bar of steps."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer, settings = build_model(config)
@@ -129,6 +135,7 @@ def train(config: TrainConfig, log: Callable[[dict[str, Any]], None] | None = No
     pad = tokenizer.pad_token_id or 0
     batches = _batches(stream, config, position, pad)
     records = []
+    bar = tqdm(total=config.steps, initial=position.step, unit="step", disable=not progress)
     while position.step < config.steps:
         started = time.perf_counter()
         window = [next(batches) for _ in range(config.accumulation)]
@@ -157,6 +164,8 @@ def train(config: TrainConfig, log: Callable[[dict[str, Any]], None] | None = No
             "tokens_per_s": counts.tokens / seconds,
         }
         records.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{record['lr']:.1e}")
         with open(out / LOG, "a") as file:
             file.write(json.dumps(record) + "\n")
         if log is not None and (
@@ -165,6 +174,7 @@ def train(config: TrainConfig, log: Callable[[dict[str, Any]], None] | None = No
             log(record)
         if position.step % config.save_every == 0 or position.step == config.steps:
             _save(out / CHECKPOINT, model, optimizer, schedule, position, config)
+    bar.close()
     if records:  # the trained model as `from_pretrained` and `regionkit eval` read it
         model.save_pretrained(out / MODEL)
         tokenizer.save_pretrained(out / MODEL)
