@@ -5,7 +5,7 @@ PYTHON ?= python3
 LOCK := requirements.lock
 STAMP := $(VENV)/.installed-stamp
 LOWEST_VENV := .venv-lowest
-LOCK_OPTIONS := --extra dev --universal --python-version 3.11 --constraint lock-constraints.txt
+LOCK_OPTIONS := --extra dev --extra train --universal --python-version 3.11 --constraint lock-constraints.txt
 
 .PHONY: demo test lint bench lock lowest
 
@@ -37,7 +37,7 @@ lock: $(STAMP)
 # The suite on the lowest versions pyproject.toml allows: proof that its lower bounds hold.
 lowest: $(STAMP)
 	$(PYTHON) -m venv $(LOWEST_VENV)
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra train --python-version 3.11 \
 		--resolution lowest-direct --quiet -o $(LOWEST_VENV)/requirements.txt
 	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LOWEST_VENV)/bin/python -m pip install --quiet --no-deps -r $(LOWEST_VENV)/requirements.txt

@@ -284,6 +284,7 @@ def recipe_main(function: RecipeFunction, argv: list[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from regionkit.train.config import ConfigError, load_config
+    from regionkit.train.distributed import placement
     from regionkit.train.trainer import train
 
     try:
@@ -311,7 +312,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    print(f"done: checkpoint and log in {config.out}")
+    if placement().is_main:
+        print(f"done: checkpoint and log in {config.out}")
     return 0
 
 
@@ -441,6 +443,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # the deepspeed launcher puts --local_rank=N before the command; the environment has it too
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = commands.add_parser(
@@ -513,13 +517,20 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train the region model on built datasets (one process; resumes from --out)",
-        description="Train the region model on regionkit datasets as a CONFIG file (YAML or "
-        "JSON) describes: the model ('tiny' or a PerceptionLM checkpoint), the datasets and "
-        "their weights, steps, batch sizes, accumulation, learning rate with warmup and cosine "
-        "decay, clipping, frozen parts. Checkpoints hold the model, optimizer, schedule, "
-        "random generators and stream position: rerunning the same command resumes with the "
-        "same next batch.",
+        help="train the region model on built datasets (one process, or many under a launcher)",
+        description="Train the region model on regionkit datasets as a CONFIG file (YAML or\n"
+        "JSON) describes: the model ('tiny' or a PerceptionLM checkpoint), the datasets and\n"
+        "their weights, steps, batch sizes, accumulation, learning rate with warmup and\n"
+        "cosine decay, clipping, frozen parts, and the engine: DeepSpeed (ZeRO stage 2 by\n"
+        "default, stage 3 and CPU offload by config, bf16 on GPUs) or plain torch.\n\n"
+        "Run it as is for one process, or under torchrun or the deepspeed launcher for\n"
+        "several. Checkpoints hold the model, optimizer, schedule, random generators and\n"
+        "stream position: rerunning the same command resumes with the same next batch.",
+        epilog="examples:\n"
+        "  regionkit train run.yaml\n"
+        "  torchrun --nproc-per-node 8 -m regionkit train run.yaml\n"
+        "  deepspeed --num_gpus 8 --module regionkit train run.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("config", type=Path, help="the run's YAML or JSON config")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

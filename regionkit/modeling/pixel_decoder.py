@@ -377,7 +377,10 @@ class PixelDecoder(nn.Module):
         num_targets, height, width = self._check_inputs(codes, features)
         if num_targets == 0:
             return self._empty_output(codes, height, width)
-        tokens = codes + self.level_embed.weight
+        # through the embedding's own forward, not its `.weight`: sharded training (ZeRO-3)
+        # gathers a module's weights only around its forward and backward
+        levels = torch.arange(self.num_scales, device=codes.device)
+        tokens = codes + self.level_embed(levels)
         per_scale: list[Tensor] = []
         for s, (stage, feats) in enumerate(zip(self.scales, features, strict=True)):
             src = stage.lift(stage.neck(feats))

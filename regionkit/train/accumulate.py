@@ -11,7 +11,7 @@ micro-batches taken as one batch, whatever their sizes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +32,16 @@ class WindowCounts:
         tokens: labelled tokens (the text loss's items).
         masks: target masks.
         slots: segment-or-reject decisions (labels that are a first codebook token or reject).
+        rows: samples.
+
+    Under data parallelism each count is the sum over every process's window, so each
+    process's losses are its share of the whole batch's.
     """
 
     tokens: int
     masks: int
     slots: int
+    rows: int = 0
 
 
 def _counts(batch: dict[str, Any], config: RegionConfig) -> WindowCounts:
@@ -46,28 +51,38 @@ def _counts(batch: dict[str, Any], config: RegionConfig) -> WindowCounts:
         tokens=int((labels != IGNORE_INDEX).sum()),
         masks=sum(int(masks.shape[0]) for masks in batch["target_masks"]),
         slots=int(slots.sum()),
+        rows=int(batch["input_ids"].shape[0]),
     )
 
 
 def window_counts(batches: Sequence[dict[str, Any]], config: RegionConfig) -> WindowCounts:
     """The counts over every micro-batch of an accumulation window."""
     each = [_counts(batch, config) for batch in batches]
-    return WindowCounts(*(sum(getattr(c, f) for c in each) for f in ("tokens", "masks", "slots")))
+    return WindowCounts(*(sum(getattr(c, f) for c in each) for f in FIELDS))
+
+
+FIELDS = ("tokens", "masks", "slots", "rows")
 
 
 def micro_batch_loss(
-    model: Any, batch: dict[str, Any], window: WindowCounts
+    forward: Callable[..., Any],
+    config: RegionConfig,
+    batch: dict[str, Any],
+    window: WindowCounts,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Run `model` on one micro-batch; its loss as a share of the window's, and the parts."""
-    config: RegionConfig = model.config
-    out = model(**batch, num_items_in_batch=torch.tensor(max(window.tokens, 1)))
-    parts = out.loss_parts
+    """Run `forward` (the model, or an engine's forward) on one micro-batch; its loss as a
+    share of the window's, and each unweighted part as its share of the window's part, so
+    parts too add up over micro-batches (and processes) to the whole window's."""
+    out = forward(batch, num_items_in_batch=torch.tensor(max(window.tokens, 1)))
     weights = config.region_loss_weights()
     own = _counts(batch, config)
-    loss = weights.text * parts["text"]  # summed over tokens, divided by the window's
-    if "bce" in parts and window.masks:
-        share = own.masks / window.masks
-        loss = loss + share * sum(getattr(weights, name) * parts[name] for name in MASK_PARTS)
+    shares = {"text": 1.0}  # the text part is already summed over tokens / the window's tokens
+    if window.masks:
+        shares |= dict.fromkeys(MASK_PARTS, own.masks / window.masks)
     if window.slots:
-        loss = loss + (own.slots / window.slots) * weights.slot * parts["slot"]
+        shares["slot"] = own.slots / window.slots
+    # the same names on every process, whatever its own micro-batch holds, so they add up
+    zero = out.loss_parts["text"] * 0
+    parts = {name: share * out.loss_parts.get(name, zero) for name, share in shares.items()}
+    loss = sum(getattr(weights, name) * part for name, part in parts.items())
     return loss, parts

@@ -49,6 +49,14 @@ class TrainConfig:
         log_every: steps between log lines.
         max_tiles, tile_size, patch_size, max_length: the processor's settings (`tiny` sets
             its own tile and patch size).
+        engine: `deepspeed` (`deepspeed.initialize`; one plain process or any number under
+            `torchrun` or the `deepspeed` launcher) or `torch` (one plain process, torch's
+            AdamW, no DeepSpeed needed).
+        zero_stage: DeepSpeed's ZeRO stage, 0 to 3.
+        offload: `none`, `optimizer` (optimizer states on the CPU, DeepSpeed's CPU Adam) or
+            `all` (parameters too; stage 3).
+        precision: `auto` (bf16 on a GPU that has it, else fp32), `bf16` or `fp32`.
+        deepspeed: further DeepSpeed settings, laid over the ones regionkit derives.
     """
 
     model: str
@@ -70,9 +78,20 @@ class TrainConfig:
     tile_size: int = 448
     patch_size: int = 14
     max_length: int = 4096
+    engine: str = "deepspeed"
+    zero_stage: int = 2
+    offload: str = "none"
+    precision: str = "auto"
+    deepspeed: dict = field(default_factory=dict)
 
 
 FREEZABLE = ("vision_tower", "language_model", "projector")
+CHOICES = {
+    "engine": ("deepspeed", "torch"),
+    "offload": ("none", "optimizer", "all"),
+    "precision": ("auto", "bf16", "fp32"),
+    "zero_stage": (0, 1, 2, 3),
+}
 POSITIVE = ("steps", "micro_batch_size", "accumulation", "save_every", "log_every", "max_tiles")
 
 
@@ -108,6 +127,15 @@ def parse_config(data: Any, where: str = "config") -> TrainConfig:
     for name in POSITIVE:
         if name in values and values[name] < 1:
             raise ConfigError(f"{where}: {name} must be at least 1, got {values[name]}")
+    for name, allowed in CHOICES.items():
+        if name in values and values[name] not in allowed:
+            raise ConfigError(
+                f"{where}: {name} must be one of {list(allowed)}, got {values[name]!r}"
+            )
+    if values.get("offload") == "all" and values.get("zero_stage", 2) != 3:
+        raise ConfigError(f"{where}: offload 'all' moves parameters, which needs zero_stage 3")
+    if values.get("offload", "none") != "none" and values.get("zero_stage", 2) == 0:
+        raise ConfigError(f"{where}: offload needs zero_stage 1 or more")
     bad = sorted(set(values.get("freeze", [])) - set(FREEZABLE))
     if bad:
         raise ConfigError(f"{where}: freeze {bad} is not one of {list(FREEZABLE)}")
@@ -134,7 +162,7 @@ def _data_entry(entry: Any, where: str) -> DataConfig:
 
 
 def _check_type(where: str, name: str, value: Any, annotation: str) -> None:
-    expected = {"int": int, "float": (int, float), "str": str}.get(annotation)
+    expected = {"int": int, "float": (int, float), "str": str, "dict": dict}.get(annotation)
     wrong = expected is not None and not isinstance(value, expected)
     if wrong or (expected is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: {name} must be {annotation}, got {value!r}")

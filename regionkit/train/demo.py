@@ -34,6 +34,7 @@ def train_and_evaluate(
             "max_tiles": 4,
             "max_length": 1024,
             "save_every": DEMO_STEPS,
+            "engine": "torch",  # one plain process that starts in seconds
         }
     )
     records = train(config)

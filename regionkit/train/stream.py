@@ -4,10 +4,14 @@ weight, shuffled through a buffer, the same for the same seed, resumable at a po
 The unit of work is a Parquet row group (256 rows as regionkit writes them), listed from the
 shards' footers. Each epoch the units of each dataset are shuffled by (seed, epoch) and dealt
 round-robin to the `world_size * num_workers` readers, so readers never share a unit and
-together read every unit once; a reader reads only its own units. Each reader then draws the
-dataset of its next row by weight among those it still has rows of, and passes rows through a
-shuffle buffer, every draw from a generator seeded by (seed, epoch, reader): a rerun yields the
-same rows in the same order, and `skip` resumes after the rows already consumed.
+together read every unit once; a reader reads only its own units. A dataset with fewer row
+groups than readers (a small one, or many GPUs) has each group dealt as interleaved parts,
+row i of a group going to part i mod parts, so every reader still gets rows.
+
+Each reader then draws the dataset of its next row by weight among those it still has rows
+of, and passes rows through a shuffle buffer, every draw from a generator seeded by (seed,
+epoch, reader): a rerun yields the same rows in the same order, and `skip` resumes after the
+rows already consumed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class StreamSource:
 
 Unit = tuple[str, int]
 """(Parquet file, row group index)."""
+
+Part = tuple[str, int, int, int]
+"""(Parquet file, row group index, part, parts): the group's rows part, part + parts, ..."""
 
 
 def list_units(source: StreamSource) -> list[Unit]:
@@ -119,7 +126,7 @@ class RowStream(IterableDataset):
         for index, units in enumerate(self.units):
             order = list(units)
             random.Random(f"{self.seed}/{self.epoch}/{index}").shuffle(order)
-            streams.append(_read(order[reader::readers]))
+            streams.append(_read(_parts(order, readers)[reader::readers]))
         chooser = random.Random(f"{self.seed}/{self.epoch}/reader{reader}")
         weights = [source.weight for source in self.sources]
         live = list(range(len(streams)))
@@ -148,8 +155,18 @@ class RowStream(IterableDataset):
             yield row if self.transform is None else self.transform(row)
 
 
-def _read(units: list[Unit]) -> Iterator[dict[str, Any]]:
-    """The rows of `units`, a row group at a time (a file is opened per unit: the units of a
+def _parts(units: list[Unit], readers: int) -> list[Part]:
+    """The units as whole groups, or split in as many parts as it takes for each of the
+    `readers` to have one when there are fewer groups than readers."""
+    parts = max(1, -(-readers // max(1, len(units))))
+    return [(file, group, part, parts) for file, group in units for part in range(parts)]
+
+
+def _read(parts: list[Part]) -> Iterator[dict[str, Any]]:
+    """The rows of `parts`, a row group at a time (a file is opened per unit: the units of a
     reader are spread over many files, and keeping them all open would hold their handles)."""
-    for file, group in units:
-        yield from pq.ParquetFile(file).read_row_group(group).to_pylist()
+    for file, group, part, count in parts:
+        table = pq.ParquetFile(file).read_row_group(group)
+        if count > 1:
+            table = table.take(list(range(part, table.num_rows, count)))
+        yield from table.to_pylist()

@@ -1,19 +1,19 @@
 """The training loop: streamed rows, accumulated micro-batches, AdamW with warmup and cosine
 decay, clipping, logs, and checkpoints a rerun resumes from with the same next batch.
 
-One plain process (no launcher), on whatever device torch picks. At the end the model and its
-tokenizer are saved under `out/model` for `from_pretrained` and `regionkit eval`. A checkpoint
-holds the model, the optimizer, the schedule, every random generator and the stream's position
-(epoch and the batches taken in it), written whole by rename; a rerun with the same config
-finds it and goes on, taking exactly the batches an uninterrupted run would have taken next.
+The loop is the same for one plain process and for many under a launcher; an engine
+(`engine.py`) runs the model. Each process streams its own share of the rows; the counts a
+window's losses are divided by are summed over every process, so the update is that of the
+whole batch. At the end the model and its tokenizer are saved under `out/model` for
+`from_pretrained` and `regionkit eval`. A checkpoint holds the model, the optimizer, the
+schedule, every random generator and the stream's position (epoch and the batches taken in
+it); a rerun with the same config finds it and takes exactly the batches an uninterrupted run
+would have taken next.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -21,21 +21,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from regionkit.modeling import RegionForConditionalGeneration, tiny_region_config
-from regionkit.train.accumulate import micro_batch_loss, window_counts
+from regionkit.train.accumulate import FIELDS, WindowCounts, micro_batch_loss, window_counts
 from regionkit.train.checkpoint import load_region_model
 from regionkit.train.collate import collate
 from regionkit.train.config import TrainConfig
+from regionkit.train.engine import build_engine
 from regionkit.train.processor import ProcessorSettings, RegionProcessor, Sample, SampleTooLong
 from regionkit.train.stream import RowStream, StreamSource
 from regionkit.train.tiny_tokenizer import tiny_tokenizer
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 MODEL = "model"
 """The finished model and its tokenizer, under `out`."""
@@ -94,91 +93,94 @@ def _collate_kept(samples: list[Sample | None], pad_token_id: int) -> dict[str, 
     return collate(kept, pad_token_id=pad_token_id, padding_side="right") if kept else None
 
 
-def learning_rate_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warmup to 1 over `warmup` steps, then cosine decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train(
     config: TrainConfig,
     log: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = False,
 ) -> list[dict]:
     """Run (or resume) the training `config` describes; the log records of the steps run.
-    `log` gets every `log_every`-th record; `progress` shows a bar of steps."""
+    `log` gets every `log_every`-th record; `progress` shows a bar of steps (rank 0 only)."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer, settings = build_model(config)
     _freeze(model, config.freeze)
     model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(learning_rate_factor, warmup=config.warmup_steps, total=config.steps)
-    )
-    position = Position()
-    if (out / CHECKPOINT).exists():
-        position = _restore(out / CHECKPOINT, model, optimizer, schedule)
-        # the restored learning rate followed the schedule of the run that saved it, which may
-        # have planned fewer steps: go on with this run's schedule from the same step
-        factor = learning_rate_factor(position.step, config.warmup_steps, config.steps)
-        for group, base in zip(optimizer.param_groups, schedule.base_lrs, strict=True):
-            group["lr"] = base * factor
+    engine = build_engine(model, config)
+    loop = engine.load(out)
+    position = Position(**loop) if loop else Position()
     processor = RegionProcessor(tokenizer, model.config, settings)
     sources = [StreamSource(Path(d.path), d.weight, d.split) for d in config.data]
-    stream = RowStream(sources, seed=config.seed, buffer_size=256, transform=_Processed(processor))
-    pad = tokenizer.pad_token_id or 0
-    batches = _batches(stream, config, position, pad)
+    stream = RowStream(
+        sources,
+        seed=config.seed,
+        rank=engine.where.rank,
+        world_size=engine.where.world_size,
+        buffer_size=256,
+        transform=_Processed(processor),
+    )
+    batches = _batches(stream, config, position, tokenizer.pad_token_id or 0)
+    main = engine.where.is_main
     records = []
-    bar = tqdm(total=config.steps, initial=position.step, unit="step", disable=not progress)
+    bar = tqdm(
+        total=config.steps, initial=position.step, unit="step", disable=not (progress and main)
+    )
     while position.step < config.steps:
         started = time.perf_counter()
-        window = [next(batches) for _ in range(config.accumulation)]
-        counts = window_counts(window, model.config)
+        window = [_to(next(batches), engine.device) for _ in range(config.accumulation)]
+        own = window_counts(window, model.config)
+        counts = WindowCounts(*map(int, engine.all_sum([getattr(own, f) for f in FIELDS])))
         loss_sum, parts_sum = 0.0, {}
         for batch in window:
-            loss, parts = micro_batch_loss(model, batch, counts)
-            loss.backward()
+            loss, parts = micro_batch_loss(engine.forward, model.config, batch, counts)
+            engine.backward(loss)
             loss_sum += loss.item()
             for name, value in parts.items():
-                parts_sum[name] = parts_sum.get(name, 0.0) + value.item() / len(window)
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+                parts_sum[name] = parts_sum.get(name, 0.0) + value.item()
+        grad_norm = engine.step()
         position.step += 1
+        names = sorted(parts_sum)
+        summed = engine.all_sum([loss_sum, *(parts_sum[n] for n in names)])
         seconds = time.perf_counter() - started
-        rows = sum(len(batch["target_masks"]) for batch in window)
         record = {
             "step": position.step,
-            "loss": loss_sum,
-            "parts": parts_sum,
-            "lr": schedule.get_last_lr()[0],
-            "samples_per_s": rows / seconds,
+            "loss": summed[0],
+            "parts": dict(zip(names, summed[1:], strict=True)),
+            "lr": engine.learning_rate(),
+            "grad_norm": grad_norm,
+            "samples": counts.rows,
+            "samples_per_s": counts.rows / seconds,
             "tokens_per_s": counts.tokens / seconds,
         }
         records.append(record)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{record['lr']:.1e}")
-        with open(out / LOG, "a") as file:
-            file.write(json.dumps(record) + "\n")
-        if log is not None and (
-            position.step % config.log_every == 0 or position.step == config.steps
-        ):
-            log(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.1e}")
+        if main:
+            with open(out / LOG, "a") as file:
+                file.write(json.dumps(record) + "\n")
+            if log is not None and (
+                position.step % config.log_every == 0 or position.step == config.steps
+            ):
+                log(record)
         if position.step % config.save_every == 0 or position.step == config.steps:
-            _save(out / CHECKPOINT, model, optimizer, schedule, position, config)
+            engine.save(out, asdict(position))
     bar.close()
     if records:  # the trained model as `from_pretrained` and `regionkit eval` read it
-        model.save_pretrained(out / MODEL)
-        tokenizer.save_pretrained(out / MODEL)
+        engine.save_model(out / MODEL, tokenizer)
     return records
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated batch on `device` (its per-sample mask lists too)."""
+    if device.type == "cpu":
+        return batch
+    return {
+        k: v.to(device, non_blocking=True)
+        if torch.is_tensor(v)
+        else [t.to(device, non_blocking=True) for t in v]
+        if isinstance(v, list) and v and torch.is_tensor(v[0])
+        else v
+        for k, v in batch.items()
+    }
 
 
 def _batches(
@@ -201,36 +203,9 @@ def _batches(
                 produced += 1
                 yield batch
         if produced == 0 and skip == 0:
-            raise ValueError("the datasets give no row that fits the limits")
+            raise ValueError(
+                f"rank {stream.rank} of {stream.world_size}: the datasets give it no row that "
+                "fits the limits (too few row groups for every rank and worker to get one, or "
+                "every row too long)"
+            )
         position.epoch, position.batches, skip = position.epoch + 1, 0, 0
-
-
-def _save(
-    path: Path, model: Any, optimizer: Any, schedule: Any, position: Position, config: TrainConfig
-) -> None:
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "position": asdict(position),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-        },
-        "config": asdict(config),
-    }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _restore(path: Path, model: Any, optimizer: Any, schedule: Any) -> Position:
-    state = torch.load(path, weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
-    return Position(**state["position"])

@@ -25,19 +25,25 @@ def test_two_uneven_micro_batches_add_up_to_the_whole_batch():
     samples = [build_sample(model.config, spec, seed=i) for i, spec in enumerate(SPECS)]
     whole = collate(samples)
     model.zero_grad()
-    expected = model(**whole).loss
+    whole_out = model(**whole)
+    expected = whole_out.loss
     expected.backward()
     expected_grads = _grads(model)
 
     micro = [collate(samples[:1]), collate(samples[1:])]  # 1 target vs 3, few tokens vs many
     window = window_counts(micro, model.config)
     model.zero_grad()
-    total = 0.0
+    total, parts = 0.0, {}
     for batch in micro:
-        loss, _ = micro_batch_loss(model, batch, window)
+        loss, own = micro_batch_loss(lambda b, **k: model(**b, **k), model.config, batch, window)
         loss.backward()
         total = total + loss.detach()
+        for name, value in own.items():
+            parts[name] = parts.get(name, 0.0) + value.detach()
     torch.testing.assert_close(total, expected.detach(), rtol=1e-4, atol=1e-5)
+    assert sorted(parts) == sorted(whole_out.loss_parts)  # each part adds up to the whole's
+    for name, value in whole_out.loss_parts.items():
+        torch.testing.assert_close(parts[name], value.detach(), rtol=1e-4, atol=1e-5)
     for got, want in zip(_grads(model), expected_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
 

@@ -20,10 +20,11 @@ from regionkit.train.tiny_tokenizer import tiny_tokenizer
 SIDE, SQUARE, STEPS = 112, 40, 150
 
 
-def _rows(folder: Path) -> list[dict]:
+def _rows(folder: Path, count: int = 4) -> list[dict]:
+    """`count` rows, each its own image with the square somewhere else."""
     rng = np.random.default_rng(0)
     rows = []
-    for n in range(4):
+    for n in range(count):
         x1, y1 = (int(v) for v in rng.integers(0, SIDE - SQUARE, 2))
         x2, y2 = x1 + SQUARE, y1 + SQUARE
         pixels = np.full((SIDE, SIDE, 3), 40, np.uint8)

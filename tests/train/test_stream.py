@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from torch.utils.data import DataLoader
 
 from regionkit.train.stream import RowStream, StreamSource
@@ -35,19 +36,28 @@ def _ids(rows) -> list[str]:
     return [row["id"] for row in rows]
 
 
-def test_two_ranks_with_two_workers_each_read_every_row_once(tmp_path):
-    folder = _dataset(tmp_path / "a", "a", shards=3, groups=5, rows_per_group=3)
-    every = [f"a:{s}:{i}" for s in range(3) for i in range(15)]
+@pytest.mark.parametrize(
+    ("shards", "groups", "rows_per_group"),
+    [(3, 5, 3), (1, 1, 9), (1, 3, 2)],  # more groups than readers; one group; 3 for 4 readers
+)
+def test_two_ranks_with_two_workers_each_read_every_row_once(
+    tmp_path, shards, groups, rows_per_group
+):
+    folder = _dataset(tmp_path / "a", "a", shards, groups, rows_per_group)
+    every = [f"a:{s}:{i}" for s in range(shards) for i in range(groups * rows_per_group)]
     for epoch in (0, 1):
-        seen = []
+        seen, empty = [], 0
         for rank in (0, 1):
             stream = RowStream(
                 [StreamSource(folder)], seed=3, rank=rank, world_size=2, buffer_size=4
             )
             stream.set_epoch(epoch)
             for worker in (0, 1):
-                seen += _ids(stream.reader_rows(worker, 2))
+                rows = _ids(stream.reader_rows(worker, 2))
+                seen += rows
+                empty += not rows
         assert sorted(seen) == sorted(every)  # none lost, none twice
+        assert empty == 0  # and every reader has rows to give
 
 
 def test_the_same_seed_gives_the_same_order_and_epochs_differ(tmp_path):

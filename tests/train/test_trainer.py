@@ -4,17 +4,20 @@ losses as one that never stopped; configs are checked key by key."""
 from __future__ import annotations
 
 import json
+import re
 from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
 from regionkit.train.config import ConfigError, load_config, parse_config
-from regionkit.train.trainer import learning_rate_factor, train
+from regionkit.train.optimization import learning_rate_factor
+from regionkit.train.trainer import train
 from tests.train.test_overfit import _rows
 
 
@@ -34,6 +37,7 @@ def _config(data: Path, out: Path, steps: int) -> dict:
         "model": "tiny", "data": [str(data)], "out": str(out), "steps": steps,
         "micro_batch_size": 3, "accumulation": 2, "learning_rate": 3e-3, "warmup_steps": 1,
         "save_every": 2, "log_every": 1, "max_tiles": 4, "max_length": 512, "seed": 4,
+        "engine": "torch",
     }  # fmt: skip
 
 
@@ -85,3 +89,11 @@ def test_regionkit_train_runs_a_config_and_refuses_a_bad_one(tmp_path, capsys):
     config.write_text(json.dumps({**_config(data, tmp_path / "run", 2), "lr": 0.1}))
     assert main(["train", str(config)]) == 2
     assert "unknown keys ['lr']" in capsys.readouterr().err
+
+
+def test_the_readme_config_is_a_valid_config():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("Training reads a config file", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
+    config = parse_config(yaml.safe_load(block), "README")
+    assert config.engine == "deepspeed" and config.zero_stage == 2 and config.accumulation == 8
