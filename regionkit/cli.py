@@ -20,6 +20,7 @@ from regionkit.catalog.sources import SOURCES, get_source
 
 if TYPE_CHECKING:
     from regionkit.pipelines.build import BuildOptions
+    from regionkit.pipelines.llm.judge import CaptionJudge
     from regionkit.pipelines.recipe_run import RecipeFunction
     from regionkit.pipelines.report import BuildReport
 
@@ -183,14 +184,7 @@ def _run_recipe(function: RecipeFunction, args: argparse.Namespace) -> BuildRepo
         session.connect()
         shared = SharedBudget(args.max_requests, args.max_tokens)
     budget: Budget = shared or UNLIMITED
-    endpoint = {
-        "base_url": args.llm_base_url,
-        "api_key_env": args.llm_key_env,
-        "timeout": args.llm_timeout,
-        "retries": args.llm_retries,
-        "max_in_flight": args.llm_in_flight,
-    }
-    generator = make_generator(args.llm, endpoint, args.llm_cache, budget)
+    generator = make_generator(args.llm, _endpoint_options(args), args.llm_cache, budget)
     pipeline = function(recipe_inputs(args.input, args.evaluation, generator, args.with_image))
     try:
         return run_pipeline(pipeline, _build_options(args), session)
@@ -199,41 +193,21 @@ def _run_recipe(function: RecipeFunction, args: argparse.Namespace) -> BuildRepo
             print(f"LLM budget spent: {shared.spent()}", file=sys.stderr)
 
 
-def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("recipe options")
-    group.add_argument(
-        "--input",
-        type=Path,
-        action="append",
-        required=True,
-        metavar="DIR",
-        help="a dataset built by `regionkit build` (repeat for several)",
-    )
-    group.add_argument(
-        "--evaluation",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a further dataset whose val/test images training rows must not show (the "
-        "inputs' own val/test splits always count)",
-    )
-    llm = parser.add_argument_group("generation")
-    llm.add_argument(
-        "--llm",
-        default="template",
-        metavar="GENERATOR",
-        help="'template' (default: offline, deterministic) or 'openai:MODEL' for any "
-        "OpenAI-compatible endpoint",
-    )
+def _endpoint_options(args: argparse.Namespace) -> dict[str, object]:
+    """The `--llm-*` options as `Endpoint` settings."""
+    return {
+        "base_url": args.llm_base_url,
+        "api_key_env": args.llm_key_env,
+        "timeout": args.llm_timeout,
+        "retries": args.llm_retries,
+        "max_in_flight": args.llm_in_flight,
+    }
+
+
+def _add_endpoint_options(llm: argparse._ArgumentGroup) -> None:
+    """How to reach an OpenAI-compatible endpoint and keep its answers."""
     llm.add_argument(
         "--llm-base-url", default=None, help="the endpoint's API root, e.g. http://host:8000/v1"
-    )
-    llm.add_argument(
-        "--with-image",
-        action="store_true",
-        help="show a vision endpoint each region: the image with the region outlined and a "
-        "crop twice the region's size (fine_grained)",
     )
     llm.add_argument(
         "--llm-key-env",
@@ -264,6 +238,42 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="retries of a request that was rate limited, failed on the server or timed out "
         "(default 4, with backoff; a server's retry-after is honoured)",
+    )
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recipe options")
+    group.add_argument(
+        "--input",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="a dataset built by `regionkit build` (repeat for several)",
+    )
+    group.add_argument(
+        "--evaluation",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a further dataset whose val/test images training rows must not show (the "
+        "inputs' own val/test splits always count)",
+    )
+    llm = parser.add_argument_group("generation")
+    llm.add_argument(
+        "--llm",
+        default="template",
+        metavar="GENERATOR",
+        help="'template' (default: offline, deterministic) or 'openai:MODEL' for any "
+        "OpenAI-compatible endpoint",
+    )
+    _add_endpoint_options(llm)
+    llm.add_argument(
+        "--with-image",
+        action="store_true",
+        help="show a vision endpoint each region: the image with the region outlined and a "
+        "crop twice the region's size (fine_grained)",
     )
     llm.add_argument(
         "--max-requests", type=int, default=None, help="stop cleanly after this many requests"
@@ -323,16 +333,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from regionkit.modeling import RegionForConditionalGeneration
-    from regionkit.train.evaluate import (
-        dataset_rows,
-        evaluate_referring,
-        format_results,
-        processor_for,
-    )
+    from regionkit.train.evaluate import dataset_rows, evaluate, format_results, processor_for
+    from regionkit.train.questions import KINDS
 
     missing = [str(p) for p in [args.model, *args.data] if not Path(p).is_dir()]
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        print(f"error: --kinds {unknown}: known kinds are {list(KINDS)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        judge = _caption_judge(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     model = RegionForConditionalGeneration.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -344,13 +360,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except (ValueError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        scores = evaluate_referring(model, processor, rows, max_new_tokens=args.max_new_tokens)
-        results[f"{Path(folder).name}:{args.split}"] = scores.result()
+        scores = evaluate(model, processor, rows, kinds, max_new_tokens=args.max_new_tokens)
+        for kind, metrics in scores.result(judge).items():
+            results[f"{Path(folder).name}:{args.split}:{kind}"] = metrics
+        if scores.cases and judge is None and "caption" in kinds:
+            print(
+                f"note: {Path(folder).name}: {len(scores.cases)} free-text answers not scored "
+                "(pass --judge openai:MODEL to have an LLM judge them)",
+                file=sys.stderr,
+            )
+        if scores.skipped:
+            print(
+                f"note: {Path(folder).name}: {scores.skipped} questions skipped (a target "
+                "without a mask)",
+                file=sys.stderr,
+            )
     print(format_results(results))
+    if judge is not None:
+        print(f"judge: {dict(sorted(judge.take_counters().items()))}", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def _caption_judge(args: argparse.Namespace) -> CaptionJudge | None:
+    """The LLM judge `--judge` names, or None."""
+    if args.judge is None:
+        return None
+    from regionkit.pipelines.llm.budget import LocalBudget
+    from regionkit.pipelines.llm.client import Endpoint
+    from regionkit.pipelines.llm.judge import CaptionJudge
+    from regionkit.pipelines.recipe_run import default_cache_folder
+
+    kind, _, name = args.judge.partition(":")
+    if kind != "openai" or not name:
+        raise ValueError(f"--judge {args.judge!r}: expected 'openai:MODEL'")
+    endpoint = Endpoint(name, **_endpoint_options(args))  # type: ignore[arg-type]
+    budget = LocalBudget(args.max_requests, None)
+    return CaptionJudge(endpoint, args.llm_cache or default_cache_folder(), budget)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -539,10 +587,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval",
         help="score a region model on built datasets by generating its answers",
-        description="Ask a saved region model 'Segment <text>.' for every referring text of a "
-        "split (gRefCOCO's no-target texts included) and score its masks and rejections: "
-        "gIoU, cIoU, N-acc and T-acc as GSVA and ReLA define them. Prints a table; --out also "
-        "writes the results as JSON.",
+        description="Put every question of a split to a saved region model, one at a time, and\n"
+        "score its answers by the kind of the reference answer:\n"
+        "  refer    a builder's referring texts, asked as 'Segment <text>.' (gRefCOCO's\n"
+        "           no-target texts included): gIoU, cIoU, N-acc, T-acc (GSVA, ReLA)\n"
+        "  segment  dialogue turns answered with masks or <rej>: the same, plus masks\n"
+        "           matched one to one to the targets (Hungarian): matched_gIoU/cIoU\n"
+        "  choice   lettered multiple choice: accuracy\n"
+        "  caption  free-text answers, scored 1-10 against the reference by an LLM judge\n"
+        "           (--judge), reported in [0, 1]; skipped without one\n"
+        "Prints a table; --out also writes the results as JSON.",
+        epilog="examples:\n"
+        "  regionkit eval --model runs/first/model --data out/grefcoco --split val\n"
+        "  regionkit eval --model runs/first/model --data out/relation --split val \\\n"
+        "      --judge openai:gpt-4o-mini --max-requests 2000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluate.add_argument(
         "--model", type=Path, required=True, help="a saved region model and its tokenizer"
@@ -562,7 +621,23 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--max-new-tokens", type=int, default=64, help="most tokens per answer (default 64)"
     )
+    evaluate.add_argument(
+        "--kinds",
+        default="refer,segment,choice,caption",
+        help="the kinds of question to ask, comma-separated (default: all)",
+    )
     evaluate.add_argument("--out", type=Path, default=None, help="results JSON to write")
+    judge = evaluate.add_argument_group("caption judge")
+    judge.add_argument(
+        "--judge",
+        default=None,
+        metavar="openai:MODEL",
+        help="the model that scores free-text answers, on any OpenAI-compatible endpoint",
+    )
+    _add_endpoint_options(judge)
+    judge.add_argument(
+        "--max-requests", type=int, default=None, help="stop cleanly after this many requests"
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     sources = commands.add_parser("sources", help="list catalog sources, or describe one")

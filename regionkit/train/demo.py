@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from regionkit.modeling import RegionForConditionalGeneration
 from regionkit.train.config import parse_config
-from regionkit.train.evaluate import dataset_rows, evaluate_referring, processor_for
+from regionkit.train.evaluate import dataset_rows, evaluate, processor_for
 from regionkit.train.trainer import MODEL, train
 
 DEMO_STEPS = 4
@@ -41,5 +41,6 @@ def train_and_evaluate(
     model = RegionForConditionalGeneration.from_pretrained(out / MODEL).eval()
     processor = processor_for(model, AutoTokenizer.from_pretrained(out / MODEL), max_tiles=4)
     rows = list(dataset_rows(evaluate_on, evaluate_split))
-    scores = evaluate_referring(model, processor, rows, max_new_tokens=8)
-    return records, {f"{evaluate_on.name}:{evaluate_split}": scores.result()}
+    scores = evaluate(model, processor, rows, max_new_tokens=8).result()
+    where = f"{evaluate_on.name}:{evaluate_split}"
+    return records, {f"{where}:{kind}": metrics for kind, metrics in scores.items()}

@@ -1,17 +1,23 @@
 """Scoring a region model on a dataset's rows by letting it answer, as a user would ask.
 
-Each question is put to the model as a generation prompt (the processor's `prompt`), its
-answer generated with masks decoded at the image's size, and the masks and rejection read
-off the answer: a codebook group is a predicted mask, `<|reject|>` says the thing is absent.
-`evaluate_referring` asks "Segment <text>." for every referring text of every row (gRefCOCO's
-no-target texts included) and scores with the gRefCOCO metrics.
+Each question (`questions.py`) is put to the model alone as a generation prompt (the
+processor's `prompt`), its answer generated with masks decoded at the image's size, and the
+masks and rejection read off the answer: a codebook group is a predicted mask, `<|reject|>`
+says the thing is absent. Then, by the question's kind:
+
+- `refer` and `segment`: the gRefCOCO metrics over the union of the masks (gIoU, cIoU, N-acc,
+  T-acc); `segment` adds the MUSE-style scores of masks matched one to one to the targets
+  (`matched_gIoU`, `matched_cIoU`).
+- `choice`: the share of answers that pick the right letter.
+- `caption`: the mean of an LLM judge's scores of the answer against the reference, in [0, 1];
+  skipped without a judge.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +28,9 @@ import torch
 from regionkit.catalog.masks import decode_rle
 from regionkit.modeling import RegionForConditionalGeneration
 from regionkit.train.collate import collate
-from regionkit.train.metrics import GresScores
+from regionkit.train.metrics import GresScores, MatchedScores, choice_accuracy
 from regionkit.train.processor import ProcessorSettings, RegionProcessor
-
-REFER_QUESTION = "Segment {text}."
+from regionkit.train.questions import Question, chosen_letter, questions
 
 
 @dataclass
@@ -36,11 +41,13 @@ class ModelAnswer:
         tokens: the generated ids.
         masks: one boolean `(height, width)` mask per complete codebook group, in order.
         rejected: whether the answer holds the reject token.
+        text: the answer's words.
     """
 
     tokens: list[int]
     masks: list[np.ndarray]
     rejected: bool
+    text: str = ""
 
 
 @torch.no_grad()
@@ -59,27 +66,106 @@ def answer(
     out = model.generate(**batch, mask_sizes=[(row["height"], row["width"])], **generate)
     tokens = out.sequences[0, batch["input_ids"].shape[1] :].tolist()
     masks = [(logits > 0).cpu().numpy() for logits in out.pred_masks[0]]
-    return ModelAnswer(tokens, masks, model.config.reject_token_id in tokens)
+    text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    return ModelAnswer(tokens, masks, model.config.reject_token_id in tokens, text)
 
 
-def evaluate_referring(
+@dataclass(frozen=True)
+class JudgeCase:
+    """What a judge sees of one free-text answer."""
+
+    question: str
+    reference: str
+    answer: str
+
+
+Judge = Callable[[list[JudgeCase]], list[float | None]]
+"""Scores in [0, 1] for a batch of cases, None where no verdict came."""
+
+
+@dataclass
+class Scores:
+    """Running totals of every kind of question; `result` gives the metrics by kind."""
+
+    refer: GresScores = field(default_factory=GresScores)
+    segment: GresScores = field(default_factory=GresScores)
+    matched: MatchedScores = field(default_factory=MatchedScores)
+    chosen: list[str] = field(default_factory=list)
+    correct: list[str] = field(default_factory=list)
+    cases: list[JudgeCase] = field(default_factory=list)
+    skipped: int = 0
+    """Questions whose targets include a box-only region: no mask to score against."""
+
+    def result(self, judge: Judge | None = None) -> dict[str, dict[str, float | int]]:
+        results: dict[str, dict[str, float | int]] = {}
+        if self.refer.samples:
+            results["refer"] = self.refer.result()
+        if self.segment.samples:
+            matched = self.matched.result()
+            results["segment"] = self.segment.result() | {
+                "matched_gIoU": matched["gIoU"],
+                "matched_cIoU": matched["cIoU"],
+            }
+        if self.correct:
+            results["choice"] = {
+                "accuracy": choice_accuracy(self.chosen, self.correct),
+                "samples": len(self.correct),
+            }
+        if self.cases and judge is not None:
+            verdicts = judge(self.cases)
+            judged = [v for v in verdicts if v is not None]
+            results["caption"] = {
+                "judge": sum(judged) / len(judged) if judged else 0.0,
+                "samples": len(judged),
+                "unjudged": len(verdicts) - len(judged),
+            }
+        return results
+
+
+def evaluate(
     model: RegionForConditionalGeneration,
     processor: RegionProcessor,
     rows: Iterable[dict[str, Any]],
+    kinds: Iterable[str] = ("refer", "segment", "choice", "caption"),
     **generate: Any,
-) -> GresScores:
-    """gIoU, cIoU, N-acc and T-acc over every referring text whose targets all have masks."""
-    scores = GresScores()
+) -> Scores:
+    """Put every question of `kinds` in `rows` to the model; the totals to score them by."""
+    wanted = set(kinds)
+    scores = Scores()
     for row in rows:
-        shape = (row["height"], row["width"])
-        for grounding in row["groundings"]:
-            regions = [row["regions"][k] for k in grounding["regions"]]
-            if any(region["mask"] is None for region in regions):
-                continue  # a box-only target cannot be scored as a mask
-            truth = [decode_rle(region["mask"]).astype(bool) for region in regions]
-            question = REFER_QUESTION.format(text=grounding["text"].strip())
-            scores.add(answer(model, processor, row, question, **generate).masks, truth, shape)
+        for question in questions(row):
+            if question.kind in wanted:
+                _score(model, processor, row, question, scores, generate)
     return scores
+
+
+def _score(
+    model: RegionForConditionalGeneration,
+    processor: RegionProcessor,
+    row: dict[str, Any],
+    question: Question,
+    scores: Scores,
+    generate: dict[str, Any],
+) -> None:
+    truth: list[np.ndarray] = []
+    if question.kind in ("refer", "segment"):
+        regions = [row["regions"][k] for k in question.targets]
+        if any(region["mask"] is None for region in regions):
+            scores.skipped += 1
+            return
+        truth = [decode_rle(region["mask"]).astype(bool) for region in regions]
+    reply = answer(model, processor, row, question.text, **generate)
+    shape = (row["height"], row["width"])
+    if question.kind == "refer":
+        scores.refer.add(reply.masks, truth, shape)
+    elif question.kind == "segment":
+        scores.segment.add(reply.masks, truth, shape)
+        scores.matched.add(reply.masks, truth, shape)
+    elif question.kind == "choice":
+        scores.chosen.append(chosen_letter(reply.text, question.options) or "")
+        scores.correct.append(question.answer)
+    else:
+        scores.cases.append(JudgeCase(question.text, question.answer, reply.text))
 
 
 def dataset_rows(folder: Path, split: str) -> Iterator[dict[str, Any]]:

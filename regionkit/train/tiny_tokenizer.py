@@ -13,7 +13,7 @@ SPECIAL = ["<pad>", "<s>", "</s>", "[UNK]", "<|user|>", "<|assistant|>", "<|end|
 WORDS = [
     "what", "is", "where", "the", "a", "dog", "cat", "man", "chair", "in", "of", "and", "on",
     "it", "describe", "region", "?", ".", ",", "segment", "all", "show", "which", "here",
-    "could", "sit",
+    "could", "sit", "A", "B", "C", "D",
 ]  # fmt: skip
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|>"

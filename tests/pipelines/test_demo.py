@@ -38,7 +38,7 @@ def test_demo_builds_every_source_with_its_broken_records(ray_cluster, tmp_path)
     seed, grefcoco = tmp_path / "recipes" / "seed", tmp_path / "grefcoco"
     records, scores = train_and_evaluate(tmp_path / "train", seed, "train", grefcoco, "val")
     assert [r["step"] for r in records] == list(range(1, DEMO_STEPS + 1))
-    assert scores["grefcoco:val"]["samples"] > 0
+    assert scores["grefcoco:val:refer"]["samples"] > 0
 
 
 def test_demo_refuses_an_unknown_source(tmp_path, capsys):

@@ -1,5 +1,6 @@
-"""Evaluation by generation: the prompt the model sees, the masks and rejections read off its
-answer, and the gRefCOCO metrics over them, with the model's tokens scripted."""
+"""Evaluation by generation: the prompt the model sees, the masks, rejections and words read
+off its answer, and each kind of question scored by its metric, with the model's tokens (or
+its whole answers) scripted."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_api
@@ -18,7 +20,8 @@ from regionkit.catalog.records import make_region, make_row
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
 from regionkit.modeling import tiny_region_config
-from regionkit.train.evaluate import answer, evaluate_referring
+from regionkit.train import evaluate as evaluation
+from regionkit.train.evaluate import JudgeCase, ModelAnswer, answer, evaluate
 from regionkit.train.processor import ProcessorSettings, RegionProcessor
 from regionkit.train.tiny_tokenizer import tiny_tokenizer
 from tests.modeling.region_batches import tiny_model
@@ -77,7 +80,7 @@ def test_referring_scores_read_masks_and_rejections_off_the_answers(tmp_path):
     # "the dog": a mask; "the unicorn": rejected (correct); "the brown dog": rejected (wrong)
     script = Script([[*group], [reject], [reject]], eos)
     generate = {"logits_processor": LogitsProcessorList([script]), "max_new_tokens": 8}
-    result = evaluate_referring(model, processor, [row], **generate).result()
+    result = evaluate(model, processor, [row], **generate).result()["refer"]
     assert result["samples"] == 3
     assert result["N-acc"] == 1.0  # the no-target text was rejected
     assert result["T-acc"] == 0.5  # one of two target texts answered with a mask
@@ -94,21 +97,103 @@ def test_referring_scores_read_masks_and_rejections_off_the_answers(tmp_path):
     assert len(reply.masks) == 2 and reply.masks[0].shape == (56, 112) and not reply.rejected
 
 
-def test_regionkit_eval_scores_a_saved_model_on_a_built_split(tmp_path, capsys):
+def saved_model_and_split(tmp_path: Path, row: dict) -> tuple[Path, Path]:
+    """A saved tiny model with its tokenizer, and a dataset whose `val` split is `row`."""
     model_dir, data = tmp_path / "model", tmp_path / "data"
     tiny_model().save_pretrained(model_dir)
     tiny_tokenizer().save_pretrained(model_dir)
     (data / "data").mkdir(parents=True)
-    row = _row(tmp_path)
     pq.write_table(pa.Table.from_pylist([row], schema=ARROW_SCHEMA), data / "data/val.parquet")
     shards = [{"file": "data/val.parquet", "rows": 1}]
     (data / "manifest.json").write_text(
         json.dumps({"splits": {"val": {"rows": 1, "shards": shards}}})
     )
+    return model_dir, data
+
+
+def test_regionkit_eval_scores_a_saved_model_on_a_built_split(tmp_path, capsys):
+    model_dir, data = saved_model_and_split(tmp_path, _row(tmp_path))
     out = tmp_path / "results.json"
     command = ["eval", "--model", str(model_dir), "--data", str(data), "--max-new-tokens", "6"]
     assert main([*command, "--out", str(out)]) == 0
-    results = json.loads(out.read_text())["data:val"]
+    results = json.loads(out.read_text())["data:val:refer"]
     assert results["samples"] == 3 and 0 <= results["gIoU"] <= 1
-    assert "data:val" in capsys.readouterr().out
+    assert "data:val:refer" in capsys.readouterr().out
     assert main([*command, "--split", "test"]) == 2
+
+
+def _mask(box: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros((56, 112), bool)
+    x1, y1, x2, y2 = box
+    mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def _dialogue_row(folder: Path) -> dict:
+    """Two regions with masks and a dialogue of every kind of turn."""
+    row = _row(folder)
+    boxes = [(20, 10, 60, 40), (70, 5, 100, 50)]
+    regions = []
+    for n, box in enumerate(boxes):
+        rle = mask_api.encode(np.asfortranarray(_mask(box).astype(np.uint8)))
+        regions.append(make_region(str(n), list(box), {**rle, "counts": rle["counts"].decode()}))
+    turns = [
+        ("segment the dog and the cat .", "<seg0> and <seg1>"),
+        ("segment the unicorn .", "<rej>"),
+        ("Which is true?\nA. <region0> is left of <region1>\nB. <region0> is right of "
+         "<region1>\nAnswer with the letter.", "A"),
+        ("describe <region1> .", "a cat sits on the chair"),
+    ]  # fmt: skip
+    messages = [
+        {"role": role, "content": text}
+        for asked, answered in turns
+        for role, text in (("user", asked), ("assistant", answered))
+    ]
+    return {**row, "regions": regions, "messages": messages}
+
+
+def test_each_kind_of_question_is_scored_by_its_metric(tmp_path, monkeypatch):
+    row = _dialogue_row(tmp_path)
+    cat, dog = _mask((70, 5, 100, 50)), _mask((20, 10, 60, 40))
+    half_dog = _mask((20, 10, 40, 40))
+    replies = {  # the cat and half the dog, in the other order; a wrong mask for the unicorn
+        "segment the dog and the cat .": ModelAnswer([], [cat, half_dog], False),
+        "segment the unicorn .": ModelAnswer([], [dog], False),
+        row["messages"][4]["content"]: ModelAnswer([], [], False, "I think B"),
+        "describe <region1> .": ModelAnswer([], [], False, "a cat"),
+    }
+    monkeypatch.setattr(
+        evaluation, "answer", lambda model, processor, row, question, **_: replies[question]
+    )
+    judged: list[JudgeCase] = []
+
+    def judge(cases: list[JudgeCase]) -> list[float | None]:
+        judged.extend(cases)
+        return [0.75 for _ in cases]
+
+    result = evaluate(None, None, [row]).result(judge)
+    segment = result["segment"]
+    assert segment["samples"] == 2
+    # matched: the cat 1.0, the dog 0.5, over max(2, 2) = 2; the unicorn's false mask 0
+    assert segment["matched_gIoU"] == pytest.approx(((1 + 0.5) / 2 + 0) / 2)
+    # union: (cat + half dog) against (cat + dog); the unicorn's false positive scores 0
+    union_iou = (cat.sum() + half_dog.sum()) / (cat.sum() + dog.sum())
+    assert segment["gIoU"] == pytest.approx((union_iou + 0) / 2)
+    assert segment["N-acc"] == 0.0 and segment["T-acc"] == 1.0
+    assert result["choice"] == {"accuracy": 0.0, "samples": 1}  # it chose B; A was right
+    assert judged == [JudgeCase("describe <region1> .", "a cat sits on the chair", "a cat")]
+    assert result["caption"] == {"judge": 0.75, "samples": 1, "unjudged": 0}
+    assert "caption" not in evaluate(None, None, [row]).result()  # no judge, no score
+    only = evaluate(None, None, [row], kinds=["choice"]).result()
+    assert list(only) == ["choice"]
+
+
+def test_a_choice_is_read_off_the_generated_words(tmp_path):
+    model = tiny_model()
+    processor = RegionProcessor(tiny_tokenizer(), model.config, SETTINGS)
+    row = _dialogue_row(tmp_path)
+    letter = processor.tokenizer.convert_tokens_to_ids("A")
+    script = Script([[letter]], eos=2)
+    generate = {"logits_processor": LogitsProcessorList([script]), "max_new_tokens": 3}
+    result = evaluate(model, processor, [row], kinds=["choice"], **generate).result()
+    assert result["choice"] == {"accuracy": 1.0, "samples": 1}

@@ -12,7 +12,6 @@ valid answer is quarantined with the reason (and the invalid answers).
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -23,8 +22,9 @@ from typing import Any, ClassVar
 
 from regionkit.builders.base import Built, Rejected
 from regionkit.pipelines.llm.budget import UNLIMITED, Budget
-from regionkit.pipelines.llm.cache import ResponseCache, request_key
+from regionkit.pipelines.llm.cache import ResponseCache
 from regionkit.pipelines.llm.client import ChatClient, Completion, Endpoint, LLMError
+from regionkit.pipelines.llm.exchange import json_exchange
 from regionkit.pipelines.llm.prompts import Prompt, load_prompt
 from regionkit.pipelines.llm.tally import Tally
 from regionkit.pipelines.step import Resources, Step, StepResult
@@ -185,27 +185,12 @@ class LLMGenerator(Generator):
         params: dict[str, Any],
     ) -> tuple[Completion, dict[str, Any] | None, list[str]]:
         """One request (or its cached answer): the completion, the parsed value, its problems."""
-        key = request_key({**self.endpoint.identity(), "messages": messages, "params": params})
-        cached = cache.get(key)
-        if cached is not None:
-            self._tally.add("cache_hits")
-            completion = Completion.from_json(cached)
-        else:
-            assert self._client is not None
-            completion = self._client.complete(messages, params)
-            cache.put(key, completion.to_json())
-        if completion.finish_reason not in (None, "stop"):
-            return (
-                completion,
-                None,
-                [f"the answer was cut off (finish_reason {completion.finish_reason!r})"],
-            )
-        try:
-            value = json.loads(completion.content)
-        except json.JSONDecodeError as error:
-            return completion, None, [f"the answer is not JSON ({error.msg} at {error.pos})"]
-        if not isinstance(value, dict):
-            return completion, None, ["the answer is not a JSON object"]
+        assert self._client is not None
+        completion, value, problems = json_exchange(
+            self._client, cache, messages, params, self._tally
+        )
+        if value is None:
+            return completion, None, problems
         return completion, value, step.check(ask, value)
 
 
