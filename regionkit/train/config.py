@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from regionkit.train.lora import LoraSettings
+
 
 class ConfigError(ValueError):
     """A training config that cannot be used; the message names the key."""
@@ -57,6 +59,8 @@ class TrainConfig:
             `all` (parameters too; stage 3).
         precision: `auto` (bf16 on a GPU that has it, else fp32), `bf16` or `fp32`.
         deepspeed: further DeepSpeed settings, laid over the ones regionkit derives.
+        lora: LoRA adapters on the language model (`{rank, alpha, dropout, targets}`, each
+            optional), or none: the language model trains whole unless frozen.
     """
 
     model: str
@@ -83,6 +87,7 @@ class TrainConfig:
     offload: str = "none"
     precision: str = "auto"
     deepspeed: dict = field(default_factory=dict)
+    lora: LoraSettings | None = None
 
 
 FREEZABLE = ("vision_tower", "language_model", "projector")
@@ -117,6 +122,8 @@ def parse_config(data: Any, where: str = "config") -> TrainConfig:
     if missing:
         raise ConfigError(f"{where}: missing {missing}")
     values = dict(data)
+    if values.get("lora") is not None:
+        values["lora"] = _lora_entry(values["lora"], f"{where}: lora")
     values["data"] = [
         _data_entry(entry, f"{where}: data[{i}]") for i, entry in enumerate(values["data"] or [])
     ]
@@ -136,6 +143,15 @@ def parse_config(data: Any, where: str = "config") -> TrainConfig:
         raise ConfigError(f"{where}: offload 'all' moves parameters, which needs zero_stage 3")
     if values.get("offload", "none") != "none" and values.get("zero_stage", 2) == 0:
         raise ConfigError(f"{where}: offload needs zero_stage 1 or more")
+    if values.get("lora") is not None:
+        if "language_model" in values.get("freeze", []):
+            raise ConfigError(
+                f"{where}: lora trains adapters on the language model; do not freeze it"
+            )
+        if values.get("zero_stage", 2) == 3:
+            raise ConfigError(
+                f"{where}: lora merges its adapters on save, which needs zero_stage 2 or less"
+            )
     bad = sorted(set(values.get("freeze", [])) - set(FREEZABLE))
     if bad:
         raise ConfigError(f"{where}: freeze {bad} is not one of {list(FREEZABLE)}")
@@ -159,6 +175,23 @@ def _data_entry(entry: Any, where: str) -> DataConfig:
     return DataConfig(
         str(entry["path"]), float(entry.get("weight", 1.0)), str(entry.get("split", "train"))
     )
+
+
+def _lora_entry(entry: Any, where: str) -> LoraSettings:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping of {{rank, alpha, dropout, targets}}")
+    known = {f.name for f in dataclasses.fields(LoraSettings)}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
+    settings = LoraSettings(**entry)
+    if not (isinstance(settings.rank, int) and settings.rank >= 1):
+        raise ConfigError(
+            f"{where}: rank must be a whole number of at least 1, got {settings.rank!r}"
+        )
+    if not (isinstance(settings.targets, list) and settings.targets):
+        raise ConfigError(f"{where}: targets must list the linear layers to adapt")
+    return settings
 
 
 def _check_type(where: str, name: str, value: Any, annotation: str) -> None:

@@ -12,6 +12,7 @@ saving resumes from the one before), with each rank's random generators beside t
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,15 @@ class DeepSpeedEngine:
     def save(self, out: Path, state: dict[str, Any]) -> None:
         folder = out / DEEPSPEED_CHECKPOINTS
         tag = f"step-{state['step']}"
+        # the generators first: DeepSpeed writes `latest` last, and a run killed after that
+        # must find every file of the checkpoint it names
+        rng = folder / tag / f"rng-rank{self.where.rank}.pt"
+        rng.parent.mkdir(parents=True, exist_ok=True)
+        partial = rng.with_name(f".{rng.name}.tmp")
+        torch.save(random_state(), partial)
+        os.replace(partial, rng)
+        dist.barrier()
         self.engine.save_checkpoint(str(folder), tag=tag, client_state={"loop": state})
-        torch.save(random_state(), folder / tag / f"rng-rank{self.where.rank}.pt")
         dist.barrier()
         if self.where.is_main:  # the newest checkpoint is whole and named in `latest`
             for old in folder.glob("step-*"):

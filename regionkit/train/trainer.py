@@ -31,6 +31,7 @@ from regionkit.train.checkpoint import load_region_model
 from regionkit.train.collate import collate
 from regionkit.train.config import TrainConfig
 from regionkit.train.engine import build_engine
+from regionkit.train.lora import add_lora, merge_lora
 from regionkit.train.processor import ProcessorSettings, RegionProcessor, Sample, SampleTooLong
 from regionkit.train.stream import RowStream, StreamSource
 from regionkit.train.tiny_tokenizer import tiny_tokenizer
@@ -103,6 +104,8 @@ def train(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer, settings = build_model(config)
+    if config.lora is not None:
+        add_lora(model, config.lora)
     _freeze(model, config.freeze)
     model.train()
     engine = build_engine(model, config)
@@ -165,6 +168,8 @@ def train(
             engine.save(out, asdict(position))
     bar.close()
     if records:  # the trained model as `from_pretrained` and `regionkit eval` read it
+        if config.lora is not None:
+            merge_lora(model)
         engine.save_model(out / MODEL, tokenizer)
     return records
 

@@ -1,7 +1,8 @@
 """Training under DeepSpeed (its CPU accelerator, gloo): two ranks of two dataloader workers
 each take every row once per step and make the very update one process makes over the same
-rows; ZeRO-3 and the plain torch engine agree with ZeRO-2; a run stopped and resumed goes on
-with the same losses. Each run is a process of its own, as a user starts it: `regionkit train`
+rows; ZeRO-3 and the plain torch engine agree with ZeRO-2; bf16 trains in bf16; a run killed
+after a checkpoint and started again goes on with the batches and losses of a run never
+killed. Each run is a process of its own, as a user starts it: `regionkit train`
 without a launcher, or under `torchrun`."""
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from safetensors.torch import load_file
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.train.config import parse_config
 from regionkit.train.trainer import train
-from tests.train.launch import run_training
+from tests.train.launch import kill_after_checkpoint, read_log, run_training
 from tests.train.test_overfit import _rows
 
 pytest.importorskip("deepspeed")
 
 ROWS = 8  # one step: 2 ranks x 2 micro-batches x 2 rows, or 1 process x 4 x 2
+STEPS = 8
 
 
 def _dataset(folder: Path) -> Path:
@@ -57,28 +59,31 @@ def _weights(out: str) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, tuple[str, list[dict]]]:
+def runs(tmp_path_factory) -> dict:
     """The runs every test below compares, made once."""
     folder = tmp_path_factory.mktemp("deepspeed")
     data = _dataset(folder / "data")
     configs = {
-        "one": _config(data, folder / "one", 4),
-        "two_ranks": _config(data, folder / "two_ranks", 4, accumulation=2, num_workers=2),
-        "zero3": _config(data, folder / "zero3", 4, zero_stage=3),
+        "one": _config(data, folder / "one", STEPS),
+        "two_ranks": _config(data, folder / "two_ranks", STEPS, accumulation=2, num_workers=2),
+        "zero3": _config(data, folder / "zero3", STEPS, zero_stage=3),
+        "bf16": _config(data, folder / "bf16", STEPS, precision="bf16"),
     }
     made = {
         name: (c["out"], run_training(c, folder, 2 if name == "two_ranks" else 1))
         for name, c in configs.items()
     }
-    cut = _config(data, folder / "cut", 2)
-    run_training(cut, folder)
-    made["resumed"] = (cut["out"], run_training({**cut, "steps": 4}, folder))
+    killed = _config(data, folder / "killed", STEPS, save_every=2)
+    latest = Path(killed["out"]) / "checkpoints" / "latest"
+    made["killed_at"] = kill_after_checkpoint(killed, folder, latest)
+    made["logged_before_kill"] = len(read_log(killed))
+    made["resumed"] = (killed["out"], run_training(killed, folder))
     return made
 
 
 def test_two_ranks_make_the_update_of_one_process_over_the_same_rows(runs):
     one, two = runs["one"][1], runs["two_ranks"][1]
-    assert [r["samples"] for r in two] == [ROWS] * 4  # every row, once, each step
+    assert [r["samples"] for r in two] == [ROWS] * STEPS  # every row, once, each step
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
     # Adam's update hardly moves when all gradients scale alike: their norm does
     assert [r["grad_norm"] for r in two] == pytest.approx([r["grad_norm"] for r in one], rel=1e-3)
@@ -91,19 +96,30 @@ def test_two_ranks_make_the_update_of_one_process_over_the_same_rows(runs):
 
 def test_zero3_and_the_torch_engine_agree_with_zero2(runs, tmp_path):
     data = Path(runs["one"][0]).parent / "data"
-    plain = train(parse_config(_config(data, tmp_path / "plain", 4, engine="torch")))
+    plain = train(parse_config(_config(data, tmp_path / "plain", STEPS, engine="torch")))
     for name in ("loss", "grad_norm"):
         expected = [r[name] for r in runs["one"][1]]
         assert [r[name] for r in runs["zero3"][1]] == pytest.approx(expected, rel=1e-3)
         assert [r[name] for r in plain] == pytest.approx(expected, rel=1e-3)
 
 
-def test_a_resumed_run_goes_on_with_the_same_losses(runs):
-    resumed = runs["resumed"][1]  # the log holds both runs: steps 1-2, then 3-4 after resuming
-    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+def test_a_killed_run_resumes_with_the_next_batch_and_the_same_losses(runs):
+    saved = int(runs["killed_at"].removeprefix("step-"))
+    assert saved < STEPS, "the run finished before it could be killed"
+    log = runs["resumed"][1]
+    resumed = log[runs["logged_before_kill"] :]
+    assert [r["step"] for r in resumed] == list(range(saved + 1, STEPS + 1))
+    whole = {r["step"]: r["loss"] for r in runs["one"][1]}
     assert [r["loss"] for r in resumed] == pytest.approx(
-        [r["loss"] for r in runs["one"][1]], rel=1e-5
+        [whole[r["step"]] for r in resumed], rel=1e-5
     )
     checkpoints = Path(runs["resumed"][0]) / "checkpoints"
-    assert (checkpoints / "latest").read_text() == "step-4"
-    assert sorted(p.name for p in checkpoints.glob("step-*")) == ["step-4"]
+    assert (checkpoints / "latest").read_text() == f"step-{STEPS}"
+    assert sorted(p.name for p in checkpoints.glob("step-*")) == [f"step-{STEPS}"]
+
+
+def test_bf16_trains_in_bf16_near_the_fp32_losses(runs):
+    losses = [r["loss"] for r in runs["one"][1]]
+    assert [r["loss"] for r in runs["bf16"][1]] == pytest.approx(losses, rel=2e-2)
+    dtypes = {str(w.dtype) for w in _weights(runs["bf16"][0]).values()}
+    assert "torch.bfloat16" in dtypes
