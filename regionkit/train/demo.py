@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer
+from transformers.utils import logging as transformers_logging
 
 from regionkit.modeling import RegionForConditionalGeneration
 from regionkit.train.config import parse_config
@@ -37,6 +38,7 @@ def train_and_evaluate(
             "engine": "torch",  # one plain process that starts in seconds
         }
     )
+    transformers_logging.disable_progress_bar()  # the demo's own summary says it all
     records = train(config)
     model = RegionForConditionalGeneration.from_pretrained(out / MODEL).eval()
     processor = processor_for(model, AutoTokenizer.from_pretrained(out / MODEL), max_tiles=4)
