@@ -41,6 +41,8 @@ class Source:
         builder: `module:Class` of the builder, or None while the format has no reader yet.
         splits: the split names the source uses.
         files_option: the `regionkit build` option the expected files are given by.
+        redistributable: whether the source's terms let a user publish its records and images;
+            `regionkit publish` refuses a dataset with one that does not, unless told otherwise.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Source:
     builder: str | None
     splits: tuple[str, ...] = field(default_factory=tuple)
     files_option: str = "--root"
+    redistributable: bool = True
 
 
 _COCO_CITATION = """@inproceedings{lin2014coco,
@@ -239,7 +242,9 @@ SOURCES: dict[str, Source] = {
             ),
             images="vcr1images/ (each image has a metadata .json with boxes and polygons beside it)",
             license="other",
-            license_note="VCR's terms of use: non-commercial research; images are movie stills.",
+            license_note="VCR's terms of use: non-commercial research, no redistribution; "
+            "images are movie stills.",
+            redistributable=False,
             citation="""@inproceedings{zellers2019vcr,
   title={From Recognition to Cognition: Visual Commonsense Reasoning},
   author={Zellers, Rowan and Bisk, Yonatan and Farhadi, Ali and Choi, Yejin},

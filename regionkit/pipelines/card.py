@@ -8,6 +8,7 @@ quarantined, and whose licenses and citations apply.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from datasets import DatasetInfo, SplitDict, SplitInfo
@@ -30,6 +31,28 @@ SCHEMA_TABLE = """| field | meaning |
 | `relations` | `subject` `predicate` `object`, indices into `regions` |
 | `messages` | `role`, `content` with `<regionK>`, `<segK>`, `<rej>` markup |
 | `provenance` | builder, version, generator, prompt id, source files |"""
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What a published copy adds to the card.
+
+    Attributes:
+        images_embedded: images travel as bytes in the shards (else they are paths).
+        images: how many rows carry an image, and their bytes in all.
+        image_bytes: the images' total size.
+        restricted_accepted: sources whose terms forbid redistribution, published because the
+            publisher said they may.
+        preview: the preview image's path in the repository, if one is published.
+        repo_id: the Hub repository it is published to.
+    """
+
+    repo_id: str
+    images_embedded: bool
+    images: int = 0
+    image_bytes: int = 0
+    restricted_accepted: list[str] = field(default_factory=list)
+    preview: str | None = None
 
 
 def card_data(manifest: dict[str, Any], sources: list[Source]) -> DatasetCardData:
@@ -67,13 +90,75 @@ def _counts_table(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_card(manifest: dict[str, Any], sources: list[Source]) -> str:
-    """The README.md for an output folder, from its manifest and the catalog entries it used."""
+def render_card(
+    manifest: dict[str, Any], sources: list[Source], publication: Publication | None = None
+) -> str:
+    """The README.md for an output folder, from its manifest and the catalog entries it used;
+    with `publication`, for its published copy."""
     header = card_data(manifest, sources).to_yaml()
-    return str(DatasetCard(f"---\n{header}\n---\n{_body(manifest, sources)}"))
+    body = _body(manifest, sources, publication)
+    return str(DatasetCard(f"---\n{header}\n---\n{body}"))
 
 
-def _body(manifest: dict[str, Any], sources: list[Source]) -> str:
+def _recipe_section(manifest: dict[str, Any]) -> str:
+    """How a recipe made the rows: generators and prompts, quality checks, split hygiene."""
+    recipe = manifest.get("recipe")
+    if not recipe:
+        return ""
+    lines = [f"## How it was made\n\nRecipe `{recipe['name']}`, step by step (rows in -> out):\n"]
+    for step in recipe["steps"]:
+        params = step.get("params", {})
+        what = []
+        if "generator" in params:
+            generator = params["generator"]
+            model = generator.get("model")
+            what.append(
+                f"generator `{generator['name']}`" + (f" (model `{model}`)" if model else "")
+            )
+        if "prompt_id" in params:
+            what.append(f"prompt `{params['prompt_id']}`")
+        if step["name"] == "split_hygiene" and "evaluation_images" in params:
+            what.append(
+                f"training rows checked against {params['evaluation_images']} evaluation "
+                "images (a row showing one is rejected)"
+            )
+        if step["name"] == "quality":
+            what.append("checks " + ", ".join(f"{k} {v}" for k, v in sorted(params.items())))
+        rejected = ", ".join(f"`{code}` {n}" for code, n in sorted(step["rejected"].items()))
+        detail = "; ".join(what) + (f"; rejected: {rejected}" if rejected else "")
+        lines.append(
+            f"- `{step['name']}` v{step['version']}: {step['rows_in']} -> {step['rows_out']}"
+            + (f"; {detail}" if detail else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _images_section(manifest: dict[str, Any], publication: Publication | None) -> str:
+    if publication is None:
+        return (
+            f"Images are referenced by path under the image root `{manifest['image_root']}`; "
+            "move the images and remap that prefix, or publish with embedded image bytes."
+        )
+    if publication.images_embedded:
+        text = (
+            f"The images are included: {publication.images} images "
+            f"({publication.image_bytes / 1e6:.1f} MB) embedded as bytes in the Parquet shards, "
+            "under their sources' terms below."
+        )
+    else:
+        text = "The images are not included; rows name image files by path."
+    if publication.restricted_accepted:
+        names = ", ".join(f"`{n}`" for n in publication.restricted_accepted)
+        text += (
+            f"\n\n**Published with `--accept-restricted-licenses`:** the terms of {names} do "
+            "not allow redistribution; the publisher stated they have the right to share this."
+        )
+    if publication.preview:
+        text += f"\n\n![a few rows]({publication.preview})"
+    return text
+
+
+def _body(manifest: dict[str, Any], sources: list[Source], publication: Publication | None) -> str:
     """The card's text for people: splits, counts, quarantine, schema, licenses, citations."""
     split_lines = "\n".join(
         f"| {name} | {s['rows']} | {len(s['shards'])} |" for name, s in manifest["splits"].items()
@@ -100,11 +185,10 @@ Region-level records built by regionkit {manifest["regionkit_version"]} from
 
 ```python
 from datasets import load_dataset
-ds = load_dataset("path/to/this/folder")
+ds = load_dataset("{publication.repo_id if publication else "path/to/this/folder"}")
 ```
 
-Images are referenced by path under the image root `{manifest["image_root"]}`; move the images
-and remap that prefix, or publish with embedded image bytes.
+{_images_section(manifest, publication)}
 
 ## Splits
 
@@ -112,6 +196,7 @@ and remap that prefix, or publish with embedded image bytes.
 |---|---:|---:|
 {split_lines}
 
+{_recipe_section(manifest)}
 ## Counts
 
 Every input ends in a row or in `quarantine/` with its reason: in = out + quarantined.
