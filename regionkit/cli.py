@@ -401,6 +401,44 @@ def _caption_judge(args: argparse.Namespace) -> CaptionJudge | None:
     return CaptionJudge(endpoint, args.llm_cache or default_cache_folder(), budget)
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from regionkit.pipelines.publish import PublishError, PublishOptions, Staged, publish, scrub
+
+    options = PublishOptions(
+        repo_id=args.repo,
+        private=args.private,
+        embed_images=args.embed_images,
+        revision=args.revision,
+        accept_restricted=args.accept_restricted_licenses,
+    )
+    try:
+        result = publish(args.path, options, dry_run=args.dry_run)
+    except PublishError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (HfHubHTTPError, OSError) as error:
+        print(f"error: publishing to {args.repo} failed: {scrub(str(error))}", file=sys.stderr)
+        print(
+            "rerun the same command: what arrived is kept, and only the rest is sent",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if isinstance(result, Staged):
+        print(f"dry run: would upload to {args.repo} ({args.revision}):")
+        for path, local in result.files.items():
+            print(f"  {path}  ({local.stat().st_size:,} bytes)")
+        print("\nthe card (README.md):\n")
+        print(result.card)
+        return 0
+    if result.commit_url is None:
+        print(f"{args.repo} is up to date: nothing to upload")
+    else:
+        print(f"published: {result.commit_url}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from regionkit.pipelines.inspect import NotADataset, inspect_dataset
 
@@ -639,6 +677,48 @@ def _parser() -> argparse.ArgumentParser:
         "--max-requests", type=int, default=None, help="stop cleanly after this many requests"
     )
     evaluate.set_defaults(func=cmd_eval)
+
+    publish = commands.add_parser(
+        "publish",
+        help="upload a built dataset to the Hugging Face Hub",
+        description="Upload a folder that `regionkit build` or `regionkit recipe` wrote to a\n"
+        "Hub dataset repository, so that datasets.load_dataset('OWNER/NAME') and the\n"
+        "dataset viewer work: the Parquet shards, the card (README.md, rewritten for the\n"
+        "published copy: licenses, citations, counts, generators, prompts, checks, a preview),\n"
+        "the manifest and the quarantine files.\n\n"
+        "Rows name images by local path, so publishing needs --embed-images (the shards are\n"
+        "rewritten with the image bytes into <DIR>/.publish/). Only what changed is sent, in\n"
+        "one commit that also deletes stale shards; the same build again sends nothing, and\n"
+        "an interrupted publish resumes when rerun. The token comes from $HF_TOKEN or\n"
+        "`hf auth login` and is never printed; $HF_ENDPOINT points at another Hub.",
+        epilog="examples:\n"
+        "  regionkit publish out/relation --repo me/relation-regions --embed-images --dry-run\n"
+        "  regionkit publish out/relation --repo me/relation-regions --embed-images --private",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    publish.add_argument("path", type=Path, help="a built dataset folder")
+    publish.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub dataset")
+    publish.add_argument("--private", action="store_true", help="create the repository private")
+    publish.add_argument(
+        "--embed-images",
+        action="store_true",
+        help="write the image bytes into the shards (needed for rows that name local files)",
+    )
+    publish.add_argument(
+        "--revision", default="main", help="the branch to commit to (default main)"
+    )
+    publish.add_argument(
+        "--accept-restricted-licenses",
+        action="store_true",
+        help="publish sources whose terms forbid redistribution (VCR's), stating you may; "
+        "the card records it",
+    )
+    publish.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="stage and list what would be uploaded, and print the card; no network",
+    )
+    publish.set_defaults(func=cmd_publish)
 
     sources = commands.add_parser("sources", help="list catalog sources, or describe one")
     sources.add_argument("name", nargs="?", help="a source name, e.g. refcocog")

@@ -1,0 +1,93 @@
+"""The staged files into a Hub dataset repository, in one commit of what changed.
+
+The repository's tree is listed first; a file whose content the Hub already holds at that
+path (its LFS sha256, or its git blob id for a small file) is not sent, and files regionkit
+wrote there before (`data/`, `quarantine/`) that the new build no longer has are deleted in
+the same commit. Publishing the same build again therefore commits nothing. `create_commit`
+uploads the large files before it commits, and the Hub keeps what arrived, so a publish cut
+off during the upload sends only what is missing when run again. The token comes from
+`HF_TOKEN` or the Hub's own login; it is never printed or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile
+from huggingface_hub.errors import RevisionNotFoundError
+
+from regionkit.pipelines.publish.stage import PublishOptions, Staged
+from regionkit.pipelines.storage import HASH_CHUNK_BYTES, sha256_file
+
+OWNED_FOLDERS = ("data/", "quarantine/")
+"""Where files the current build lacks are stale and deleted; others are the owner's."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What a publish did: files sent, deleted and left as they were; the commit's URL."""
+
+    sent: list[str]
+    deleted: list[str]
+    unchanged: list[str]
+    commit_url: str | None
+
+
+def git_blob_id(path: Path) -> str:
+    """The git object id of a file's content (what the Hub reports for a small file)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _holds(remote: RepoFile | None, local: Path) -> bool:
+    if remote is None or remote.size != local.stat().st_size:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == sha256_file(local)
+    return remote.blob_id == git_blob_id(local)
+
+
+def upload(
+    staged: Staged, options: PublishOptions, name: str, say: Callable[[str], None] = print
+) -> UploadResult:
+    """Create the repository (and branch) if needed and commit what differs from it."""
+    api = HfApi()
+    repo, kind = options.repo_id, "dataset"
+    api.create_repo(repo, repo_type=kind, private=options.private, exist_ok=True)
+    if options.revision != "main":
+        api.create_branch(repo, branch=options.revision, repo_type=kind, exist_ok=True)
+    try:
+        tree = api.list_repo_tree(repo, repo_type=kind, revision=options.revision, recursive=True)
+        remote = {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
+    except RevisionNotFoundError:
+        remote = {}
+    sent = [path for path, local in staged.files.items() if not _holds(remote.get(path), local)]
+    unchanged = [path for path in staged.files if path not in sent]
+    deleted = sorted(
+        path for path in remote if path not in staged.files and path.startswith(OWNED_FOLDERS)
+    )
+    size = sum(staged.files[path].stat().st_size for path in sent)
+    say(
+        f"{repo} ({options.revision}): {len(sent)} files to send ({size / 1e6:.1f} MB), "
+        f"{len(deleted)} stale to delete, {len(unchanged)} unchanged"
+    )
+    if not sent and not deleted:
+        return UploadResult([], [], unchanged, None)
+    operations = [
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(staged.files[path]))
+        for path in sent
+    ] + [CommitOperationDelete(path_in_repo=path) for path in deleted]
+    info = api.create_commit(
+        repo,
+        operations=operations,
+        commit_message=f"regionkit publish {name}: {len(sent)} sent, {len(deleted)} deleted",
+        repo_type=kind,
+        revision=options.revision,
+    )
+    return UploadResult(sent, deleted, unchanged, info.commit_url)

@@ -1,0 +1,193 @@
+"""Publishing to the Hub: the real `huggingface_hub` client against a local Hub server
+(`stub_hub`) that `HF_ENDPOINT` points at and that chooses each file's upload mode. The files
+sent are exactly the build's; the same build again sends none; a rebuild replaces stale shards
+in one commit; the token appears in nothing printed or written; sources whose terms forbid
+redistribution are refused without the flag; and the published folder loads with
+`load_dataset` in a fresh process, with the original images gone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from regionkit.builders.coco import CocoBuilder
+from regionkit.builders.samples.coco import CocoSample, write_coco_sample
+from regionkit.builders.samples.vcr import write_vcr_sample
+from regionkit.builders.vcr import VcrBuilder
+from regionkit.cli import main
+from regionkit.pipelines.build import BuildOptions, run_build
+from tests.pipelines.stub_hub import StubHub, _HubError, configure_client
+
+TOKEN = "hf_publishtesttoken0123456789"
+
+
+@pytest.fixture
+def coco_build(ray_cluster, tmp_path) -> tuple[Path, CocoSample]:
+    """A COCO build of 6 images in 2 shards, and its source."""
+    sample = write_coco_sample(tmp_path / "src", num_images=6, seed=4, draw=True)
+    out = tmp_path / "coco"
+    builder = CocoBuilder(sample.annotations, sample.images)
+    run_build(builder, BuildOptions(out, shards=2, progress=False))
+    return out, sample
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local Hub that takes writes only with TOKEN, which the environment holds."""
+    from huggingface_hub import constants
+
+    with StubHub(token=TOKEN) as server:
+        configure_client(monkeypatch)
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        # read at import: the API's root, and the download URLs' template built from it
+        monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+        template = constants.HUGGINGFACE_CO_URL_TEMPLATE.replace(
+            "https://huggingface.co", server.endpoint
+        )
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        yield server
+
+
+def _publish(folder: Path, *extra: str) -> int:
+    return main(["publish", str(folder), "--repo", "me/coco-regions", *extra])
+
+
+def _build_files(folder: Path) -> set[str]:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    shards = {e["file"] for split in manifest["splits"].values() for e in split["shards"]}
+    return (
+        shards | set(manifest["quarantine_files"]) | {"manifest.json", "README.md", "preview.png"}
+    )
+
+
+def test_a_build_naming_local_images_is_refused_without_embedding(coco_build, hub, capsys):
+    folder, _ = coco_build
+    assert _publish(folder) == 2
+    said = capsys.readouterr().err
+    assert "local path" in said and "--embed-images" in said
+    assert not [r for r in hub.requests if r.method == "POST"]  # nothing was sent
+
+
+def test_a_dry_run_lists_the_upload_and_the_card_without_a_network(coco_build, monkeypatch, capsys):
+    folder, _ = coco_build
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    assert _publish(folder, "--embed-images", "--dry-run") == 0
+    said = capsys.readouterr().out
+    for path in _build_files(folder):
+        assert f"  {path}  (" in said
+    assert 'load_dataset("me/coco-regions")' in said and "The images are included" in said
+
+
+def _uploaded(hub: StubHub) -> list[set[str]]:
+    return [set(paths) for paths in hub.uploaded]
+
+
+def test_the_build_is_sent_once_and_a_rebuild_replaces_its_stale_shards(
+    coco_build, hub, tmp_path, capsys
+):
+    folder, sample = coco_build
+    assert _publish(folder, "--embed-images", "--private") == 0
+    assert _uploaded(hub) == [_build_files(folder)]  # exactly the build's files, one commit
+    assert hub.repos["me/coco-regions"].private
+    assert _publish(folder, "--embed-images") == 0  # the same build again
+    assert len(hub.uploaded) == 1
+    assert "is up to date: nothing to upload" in capsys.readouterr().out
+
+    rebuilt = tmp_path / "rebuilt"  # the same source in 3 shards: every shard name changes
+    builder = CocoBuilder(sample.annotations, sample.images)
+    run_build(builder, BuildOptions(rebuilt, name=folder.name, shards=3, progress=False))
+    assert main(["publish", str(rebuilt), "--repo", "me/coco-regions", "--embed-images"]) == 0
+    assert len(hub.uploaded) == 2  # one more commit, holding the whole change
+    commit = hub.commits["me/coco-regions"]["main"][-1]
+    old = {p for p in _build_files(folder) if p.startswith("data/")}
+    assert set(commit.deleted) == old
+    remote = set(hub.files("me/coco-regions", "main"))
+    assert remote == _build_files(rebuilt) | {".gitattributes"} & remote
+
+
+def test_the_token_appears_in_nothing_printed_or_written(coco_build, hub, capsys):
+    folder, _ = coco_build
+    assert _publish(folder, "--embed-images", "--revision", "v1") == 0  # a branch of its own
+    said = capsys.readouterr()
+    assert TOKEN not in said.out + said.err
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    stored = hub.files("me/coco-regions", "v1")
+    assert set(stored) >= _build_files(folder)
+    assert all(TOKEN.encode() not in data for data in stored.values())
+    assert {r.token for r in hub.requests if r.method == "POST"} == {TOKEN}  # it was used
+
+
+def test_a_vcr_build_is_refused_without_the_flag_and_the_card_records_it(
+    ray_cluster, tmp_path, hub, capsys
+):
+    sample = write_vcr_sample(tmp_path / "vcr", num_images=2, questions_per_image=1, seed=2)
+    folder = tmp_path / "vcr-built"
+    run_build(VcrBuilder(sample.root, sample.images), BuildOptions(folder, progress=False))
+    assert _publish(folder, "--embed-images") == 2
+    assert "do not allow redistribution" in capsys.readouterr().err
+    assert hub.uploaded == []
+    assert _publish(folder, "--embed-images", "--accept-restricted-licenses") == 0
+    card = hub.files("me/coco-regions", "main")["README.md"].decode()
+    assert "Published with `--accept-restricted-licenses`" in card and "`vcr`" in card
+
+
+LOAD = """
+import sys
+from datasets import load_dataset
+ds = load_dataset(sys.argv[1])
+print({split: ds[split].num_rows for split in ds})
+print(type(ds[next(iter(ds))].features["image"]).__name__)
+print(sorted({ds[split][i]["image"].size for split in ds for i in range(ds[split].num_rows)}))
+"""
+
+
+def test_the_published_dataset_loads_in_a_fresh_process_without_the_images(
+    coco_build, hub, tmp_path
+):
+    from huggingface_hub import snapshot_download
+
+    folder, sample = coco_build
+    assert _publish(folder, "--embed-images") == 0
+    shutil.rmtree(sample.images)  # the original image folder is gone
+    local = snapshot_download(
+        "me/coco-regions",
+        repo_type="dataset",
+        local_dir=tmp_path / "down",
+        cache_dir=tmp_path,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD, local], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts, feature, sizes = done.stdout.strip().splitlines()[-3:]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert eval(counts) == {name: s["rows"] for name, s in manifest["splits"].items()}
+    assert feature == "Image" and len(eval(sizes)) >= 1
+
+
+def test_a_publish_cut_off_before_its_commit_resends_nothing_that_arrived(coco_build, hub, capsys):
+    folder, _ = coco_build
+    commit = hub._h_commit
+
+    def cut_off(request):  # the large files are up; the connection drops before the commit
+        hub._h_commit = commit
+        raise _HubError(400, "the client went away")
+
+    hub._h_commit = cut_off
+    assert _publish(folder, "--embed-images") == 1
+    assert "rerun the same command" in capsys.readouterr().err
+    arrived = list(hub.lfs_puts)
+    assert arrived and hub.uploaded == []
+    assert _publish(folder, "--embed-images") == 0
+    assert hub.lfs_puts == arrived  # no large file sent twice
+    assert _uploaded(hub) == [_build_files(folder)]
