@@ -144,7 +144,9 @@ def test_a_vcr_build_is_refused_without_the_flag_and_the_card_records_it(
 LOAD = """
 import sys
 from datasets import load_dataset
+from regionkit.catalog.schema import FEATURES
 ds = load_dataset(sys.argv[1])
+assert all(ds[split].features == FEATURES for split in ds), "features differ"
 print({split: ds[split].num_rows for split in ds})
 print(type(ds[next(iter(ds))].features["image"]).__name__)
 print(sorted({ds[split][i]["image"].size for split in ds for i in range(ds[split].num_rows)}))
@@ -191,3 +193,16 @@ def test_a_publish_cut_off_before_its_commit_resends_nothing_that_arrived(coco_b
     assert _publish(folder, "--embed-images") == 0
     assert hub.lfs_puts == arrived  # no large file sent twice
     assert _uploaded(hub) == [_build_files(folder)]
+
+
+def test_embedding_is_deterministic_and_skips_what_it_already_embedded(coco_build, capsys):
+    folder, _ = coco_build
+    assert _publish(folder, "--embed-images", "--dry-run") == 0
+    staging = folder / ".publish"
+    first = {p.name: p.read_bytes() for p in (staging / "data").iterdir()}
+    assert "embedded images into" in capsys.readouterr().out
+    assert _publish(folder, "--embed-images", "--dry-run") == 0
+    assert "embedded images into" not in capsys.readouterr().out  # nothing changed
+    shutil.rmtree(staging)
+    assert _publish(folder, "--embed-images", "--dry-run") == 0
+    assert {p.name: p.read_bytes() for p in (staging / "data").iterdir()} == first
