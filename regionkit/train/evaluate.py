@@ -29,7 +29,7 @@ from regionkit.catalog.masks import decode_rle
 from regionkit.modeling import RegionForConditionalGeneration
 from regionkit.train.collate import collate
 from regionkit.train.metrics import GresScores, MatchedScores, choice_accuracy
-from regionkit.train.processor import ProcessorSettings, RegionProcessor
+from regionkit.train.processor import ProcessorSettings, RegionProcessor, slot_regions
 from regionkit.train.questions import Question, chosen_letter, questions
 
 
@@ -66,8 +66,27 @@ def answer(
     out = model.generate(**batch, mask_sizes=[(row["height"], row["width"])], **generate)
     tokens = out.sequences[0, batch["input_ids"].shape[1] :].tolist()
     masks = [(logits > 0).cpu().numpy() for logits in out.pred_masks[0]]
-    text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    regions = slot_regions([{"role": "user", "content": question}])
+    text = answer_text(tokens, regions, model.config, processor.tokenizer)
     return ModelAnswer(tokens, masks, model.config.reject_token_id in tokens, text)
+
+
+def answer_text(tokens: list[int], regions: list[int], config: Any, tokenizer: Any) -> str:
+    """The answer's words, with each region prompt token written back as the `<regionK>` its
+    slot held in the question (so a judge can hold it against the reference's markup)."""
+    slot_of = {token: slot for slot, token in enumerate(config.region_prompt_token_ids)}
+    pieces: list[str] = []
+    run: list[int] = []
+    for token in [*tokens, None]:
+        if token is not None and token not in slot_of:
+            run.append(token)
+            continue
+        pieces.append(tokenizer.decode(run, skip_special_tokens=True).strip())
+        run = []
+        if token is not None:
+            slot = slot_of[token]
+            pieces.append(f"<region{regions[slot]}>" if slot < len(regions) else "")
+    return " ".join(piece for piece in pieces if piece)
 
 
 @dataclass(frozen=True)

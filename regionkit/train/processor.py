@@ -260,6 +260,18 @@ class RegionProcessor:
         return (F.interpolate(stacked, size=size, mode="area")[:, 0] >= 0.5).float()
 
 
+def slot_regions(messages: list[dict[str, str]]) -> list[int]:
+    """The region each prompt slot holds for `messages`: regions take slots in the order
+    they are first named, as the processor assigns them."""
+    named = [
+        piece[1]
+        for message in messages
+        for piece in _pieces(message["content"])
+        if isinstance(piece, tuple) and piece[0] == "region"
+    ]
+    return list(dict.fromkeys(named))
+
+
 def _pieces(content: str) -> list[str | tuple[str, int]]:
     """Content split into text and markup: `("region", 3)`, `("seg", 0)`, `("rej", -1)`."""
     pieces: list[str | tuple[str, int]] = []

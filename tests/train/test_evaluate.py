@@ -197,3 +197,16 @@ def test_a_choice_is_read_off_the_generated_words(tmp_path):
     generate = {"logits_processor": LogitsProcessorList([script]), "max_new_tokens": 3}
     result = evaluate(model, processor, [row], kinds=["choice"], **generate).result()
     assert result["choice"] == {"accuracy": 1.0, "samples": 1}
+
+
+def test_an_answers_region_tokens_are_written_back_as_the_questions_regions(tmp_path):
+    model = tiny_model()
+    processor = RegionProcessor(tiny_tokenizer(), model.config, SETTINGS)
+    words = processor.tokenizer.convert_tokens_to_ids
+    prompts = model.config.region_prompt_token_ids
+    # the question names region 1 first, so it holds slot 0, and region 0 slot 1
+    script = Script([[words("the"), prompts[0], words("and"), prompts[1], words("sit")]], eos=2)
+    generate = {"logits_processor": LogitsProcessorList([script]), "max_new_tokens": 6}
+    question = "describe <region1> and <region0> ."
+    reply = answer(model, processor, _dialogue_row(tmp_path), question, **generate)
+    assert reply.text == "the <region1> and <region0> sit"
