@@ -97,3 +97,11 @@ def test_the_readme_config_is_a_valid_config():
     block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
     config = parse_config(yaml.safe_load(block), "README")
     assert config.engine == "deepspeed" and config.zero_stage == 2 and config.accumulation == 8
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")), ids=str
+)
+def test_the_example_configs_are_valid(path):
+    config = load_config(path)
+    assert config.data and config.out.startswith("runs/")
