@@ -70,6 +70,12 @@ class MaskPromptEncoder(nn.Module):
                 f", H, W), got {tuple(prompt_masks.shape)}"
             )
         masks = prompt_masks.to(device=self.weight.device, dtype=self.weight.dtype)
+        if masks.shape[1] == 0:
+            # no region named: zeros, tied to the weight so that a data-parallel rank whose
+            # batch names none still reduces its (zero) gradient like the others
+            n, _, height, width = masks.shape
+            grid = (height // self.patch_size[0], width // self.patch_size[1])
+            return masks.new_zeros(n, self.weight.shape[0], *grid) + self.weight.sum() * 0
         return F.conv2d(masks, self.weight[:, : masks.shape[1]], stride=self.patch_size)
 
     def attach(self, vision_tower: nn.Module, patch_embed: nn.Module) -> None:
@@ -89,9 +95,9 @@ class MaskPromptEncoder(nn.Module):
         self._held_masks = None
 
     def _add_embedding(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
-        if self._held_masks is None or self._held_masks.shape[1] == 0:
-            return output  # no prompts, or a batch that names no region
-        embeds = self(self._held_masks)  # (N, D, h, w)
+        if self._held_masks is None:
+            return output  # no prompt masks given (a text-only call)
+        embeds = self(self._held_masks)  # (N, D, h, w); zeros when the batch names no region
         # Patch embeddings are (N, h * w, D) or (N, h, w, D); both are row-major over (h, w).
         expected = (output.shape[0], output.shape[-1], output[0, ..., 0].numel())
         if (embeds.shape[0], embeds.shape[1], embeds[0, 0].numel()) != expected:

@@ -5,8 +5,9 @@ one plain process without either.
 DeepSpeed averages gradients over the processes, while the loop's losses are already each
 process's share of the whole window's (its tokens, masks and slots summed over every
 process), so `backward` scales by the number of processes to make the sum exact. Checkpoints
-are DeepSpeed's own (a folder per step and a `latest` file written last, so a run killed while
-saving resumes from the one before), with each rank's random generators beside them.
+are DeepSpeed's own folders, with each rank's stream position and random generators beside
+them, and a `complete` file written once every rank has finished, so a run killed while saving
+resumes from the one before.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from regionkit.modeling import RegionForConditionalGeneration
-from regionkit.train.config import TrainConfig
+from regionkit.train.config import ConfigError, TrainConfig
 from regionkit.train.distributed import device_for, launch_environment, placement
 from regionkit.train.engine import (
     DEEPSPEED_CHECKPOINTS,
@@ -33,6 +35,10 @@ from regionkit.train.engine import (
     use_bf16,
 )
 from regionkit.train.optimization import adamw, continue_schedule, schedule
+
+COMPLETE = "complete"
+"""Names the newest checkpoint every rank finished writing (DeepSpeed's `latest` is written by
+rank 0 without waiting for the others)."""
 
 QUIET = 1 << 30
 """DeepSpeed's own step printing, pushed out of reach: the loop logs."""
@@ -82,9 +88,13 @@ class DeepSpeedEngine:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.config = config
-        self.bf16 = use_bf16(config, self.device)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        settings = deepspeed_config(config, self.bf16)
+        settings = deepspeed_config(config, use_bf16(config, self.device))
+        # what DeepSpeed will do, the config's `deepspeed` entries included
+        self.bf16 = bool(settings.get("bf16", {}).get("enabled"))
+        self.zero_stage = int(settings.get("zero_optimization", {}).get("stage", 0))
+        if config.lora is not None and self.zero_stage == 3:
+            raise ConfigError("lora merges its adapters on save, which needs ZeRO stage 2 or less")
         client_optimizer = None if "optimizer" in settings else adamw(trainable, config)
         self.engine, self.optimizer, _, self.schedule = deepspeed.initialize(
             model=model,
@@ -94,7 +104,6 @@ class DeepSpeedEngine:
             config=settings,
         )
         self.model = model
-        self.zero_stage = config.zero_stage
 
     def forward(self, batch: dict[str, Any], **kwargs: Any) -> Any:
         if self.bf16:
@@ -130,17 +139,14 @@ class DeepSpeedEngine:
     def save(self, out: Path, state: dict[str, Any]) -> None:
         folder = out / DEEPSPEED_CHECKPOINTS
         tag = f"step-{state['step']}"
-        # the generators first: DeepSpeed writes `latest` last, and a run killed after that
-        # must find every file of the checkpoint it names
-        rng = folder / tag / f"rng-rank{self.where.rank}.pt"
-        rng.parent.mkdir(parents=True, exist_ok=True)
-        partial = rng.with_name(f".{rng.name}.tmp")
-        torch.save(random_state(), partial)
-        os.replace(partial, rng)
-        dist.barrier()
+        # each rank's own stream position and generators: DeepSpeed keeps rank 0's state only
+        own = folder / tag / f"state-rank{self.where.rank}.pt"
+        own.parent.mkdir(parents=True, exist_ok=True)
+        _replace(own, lambda partial: torch.save({"loop": state, "rng": random_state()}, partial))
         self.engine.save_checkpoint(str(folder), tag=tag, client_state={"loop": state})
-        dist.barrier()
-        if self.where.is_main:  # the newest checkpoint is whole and named in `latest`
+        dist.barrier()  # every rank's files are whole: only now is the checkpoint complete
+        if self.where.is_main:
+            _replace(folder / COMPLETE, lambda partial: partial.write_text(tag))
             for old in folder.glob("step-*"):
                 if old.name != tag:
                     shutil.rmtree(old, ignore_errors=True)
@@ -149,16 +155,18 @@ class DeepSpeedEngine:
     def load(self, out: Path) -> dict[str, Any] | None:
         refuse_other_engine(out, TORCH_CHECKPOINT, "torch")
         folder = out / DEEPSPEED_CHECKPOINTS
-        if not (folder / "latest").exists():
+        if not (folder / COMPLETE).exists():
             return None
-        tag = (folder / "latest").read_text().strip()
+        tag = (folder / COMPLETE).read_text().strip()
         path, client = self.engine.load_checkpoint(str(folder), tag=tag)
         if path is None:
             return None
-        rng = folder / tag / f"rng-rank{self.where.rank}.pt"
-        if rng.exists():  # absent when the run resumes with more processes than it saved
-            restore_random_state(torch.load(rng, weights_only=False))
+        own = folder / tag / f"state-rank{self.where.rank}.pt"
         loop = client["loop"]
+        if own.exists():
+            state = torch.load(own, weights_only=False)
+            restore_random_state(state["rng"])
+            loop = state["loop"]
         continue_schedule(self.optimizer, loop["step"], self.config)
         return loop
 
@@ -174,3 +182,10 @@ class DeepSpeedEngine:
                 self.model.save_pretrained(folder)
                 tokenizer.save_pretrained(folder)
         dist.barrier()
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a file beside `path`, then rename it into place: readers see all or nothing."""
+    partial = path.with_name(f".{path.name}.tmp")
+    write(partial)
+    os.replace(partial, path)

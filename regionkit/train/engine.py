@@ -149,7 +149,8 @@ class TorchEngine:
         path = out / TORCH_CHECKPOINT
         if not path.exists():
             return None
-        checkpoint = torch.load(path, weights_only=False, map_location=self.device)
+        # on the CPU: the generators' states must stay CPU tensors; weights move on load
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["schedule"])

@@ -167,7 +167,9 @@ def train(
         if position.step % config.save_every == 0 or position.step == config.steps:
             engine.save(out, asdict(position))
     bar.close()
-    if records:  # the trained model as `from_pretrained` and `regionkit eval` read it
+    # the trained model as `from_pretrained` and `regionkit eval` read it; also when a run
+    # killed after its last checkpoint is started again and has no step left to take
+    if records or not (out / MODEL / "config.json").exists():
         if config.lora is not None:
             merge_lora(model)
         engine.save_model(out / MODEL, tokenizer)

@@ -28,19 +28,22 @@ ROWS = 8  # one step: 2 ranks x 2 micro-batches x 2 rows, or 1 process x 4 x 2
 STEPS = 8
 
 
-def _dataset(folder: Path) -> Path:
-    """Eight distinct rows, a row group each, so every rank and worker gets its own share; their
+def _dataset(folder: Path, count: int = ROWS) -> Path:
+    """Distinct rows, a row group each, so every rank and worker gets its own share. Their
     answers are 0, 1, 2, 4, ..., 64 words long before the mask, so no two halves of them
-    hold as many labelled tokens, and normalising by a rank's own tokens shows."""
+    hold as many labelled tokens, and normalising by a rank's own tokens shows; one row's
+    question names a region, so in each step one rank's batch uses the mask prompt encoder
+    and the other's does not."""
     (folder / "data").mkdir(parents=True)
-    rows = _rows(folder, ROWS)
+    rows = _rows(folder, count)
     for n, row in enumerate(rows):
-        row["messages"][1]["content"] = "dog " * (2 ** (n - 1) if n else 0) + "<seg0>"
+        row["messages"][1]["content"] = "dog " * (2 ** (n - 1) % 97 if n else 0) + "<seg0>"
+    rows[3]["messages"][0]["content"] = "segment the dog near <region0> ."
     table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
     pq.write_table(table, folder / "data/train.parquet", row_group_size=1)
-    shards = [{"file": "data/train.parquet", "rows": ROWS}]
+    shards = [{"file": "data/train.parquet", "rows": count}]
     (folder / "manifest.json").write_text(
-        json.dumps({"splits": {"train": {"rows": ROWS, "shards": shards}}})
+        json.dumps({"splits": {"train": {"rows": count, "shards": shards}}})
     )
     return folder
 
@@ -74,10 +77,18 @@ def runs(tmp_path_factory) -> dict:
         for name, c in configs.items()
     }
     killed = _config(data, folder / "killed", STEPS, save_every=2)
-    latest = Path(killed["out"]) / "checkpoints" / "latest"
-    made["killed_at"] = kill_after_checkpoint(killed, folder, latest)
+    complete = Path(killed["out"]) / "checkpoints" / "complete"
+    made["killed_at"] = kill_after_checkpoint(killed, folder, complete)
     made["logged_before_kill"] = len(read_log(killed))
     made["resumed"] = (killed["out"], run_training(killed, folder))
+    # ten rows for four readers: the ranks' shares differ, and so do their stream positions
+    uneven = _dataset(folder / "uneven", 10)
+    two = {"accumulation": 2, "num_workers": 2, "micro_batch_size": 2}
+    whole = _config(uneven, folder / "uneven_whole", STEPS, **two)
+    made["uneven_whole"] = (whole["out"], run_training(whole, folder, 2))
+    cut = _config(uneven, folder / "uneven_cut", 2, **two)
+    run_training(cut, folder, 2)
+    made["uneven_resumed"] = (cut["out"], run_training({**cut, "steps": STEPS}, folder, 2))
     return made
 
 
@@ -114,7 +125,7 @@ def test_a_killed_run_resumes_with_the_next_batch_and_the_same_losses(runs):
         [whole[r["step"]] for r in resumed], rel=1e-5
     )
     checkpoints = Path(runs["resumed"][0]) / "checkpoints"
-    assert (checkpoints / "latest").read_text() == f"step-{STEPS}"
+    assert (checkpoints / "complete").read_text() == f"step-{STEPS}"
     assert sorted(p.name for p in checkpoints.glob("step-*")) == [f"step-{STEPS}"]
 
 
@@ -123,3 +134,9 @@ def test_bf16_trains_in_bf16_near_the_fp32_losses(runs):
     assert [r["loss"] for r in runs["bf16"][1]] == pytest.approx(losses, rel=2e-2)
     dtypes = {str(w.dtype) for w in _weights(runs["bf16"][0]).values()}
     assert "torch.bfloat16" in dtypes
+
+
+def test_two_ranks_resume_each_at_its_own_place_in_the_stream(runs):
+    # stopped after step 2 (the schedule's first two steps are the same for 2 and 8 steps)
+    resumed = [r["loss"] for r in runs["uneven_resumed"][1]]
+    assert resumed == pytest.approx([r["loss"] for r in runs["uneven_whole"][1]], rel=1e-5)

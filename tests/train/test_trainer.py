@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from itertools import pairwise
 from pathlib import Path
 
@@ -51,6 +52,15 @@ def test_a_resumed_run_takes_the_same_batches_and_reaches_the_same_losses(tmp_pa
     losses = [r["loss"] for r in first + rest]
     assert losses == pytest.approx([r["loss"] for r in whole], rel=1e-5)
     assert whole[-1]["loss"] < whole[0]["loss"]
+
+
+def test_a_run_killed_before_saving_its_model_saves_it_when_started_again(tmp_path):
+    data = _dataset(tmp_path / "data")
+    config = parse_config(_config(data, tmp_path / "run", 2))
+    train(config)
+    shutil.rmtree(tmp_path / "run" / "model")  # killed after the last checkpoint
+    assert train(config) == []  # no step left to take
+    assert (tmp_path / "run" / "model" / "config.json").exists()
 
 
 def test_the_schedule_warms_up_then_decays():
