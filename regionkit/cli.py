@@ -629,7 +629,7 @@ def _parser() -> argparse.ArgumentParser:
         "score its answers by the kind of the reference answer:\n"
         "  refer    a builder's referring texts, asked as 'Segment <text>.' (gRefCOCO's\n"
         "           no-target texts included): gIoU, cIoU, N-acc, T-acc (GSVA, ReLA)\n"
-        "  segment  dialogue turns answered with masks or <rej>: the same, plus masks\n"
+        "  segment  turns whose answer holds masks or is <rej>: the same, plus masks\n"
         "           matched one to one to the targets (Hungarian): matched_gIoU/cIoU\n"
         "  choice   lettered multiple choice: accuracy\n"
         "  caption  free-text answers, scored 1-10 against the reference by an LLM judge\n"

@@ -3,8 +3,9 @@
 Evaluation puts each question to the model alone, as a user would, and scores the answer by
 the kind of its reference answer:
 
-- `segment`: the reference is only masks (`<segK>`, joined by "and" or commas) or `<rej>`; its
-  targets are those regions (none for `<rej>`). MUSE-style and gRefCOCO-style turns.
+- `segment`: the reference holds masks (`<segK>`, alone or in words, as MUSE-style answers
+  such as "You could sit on <seg0> and <seg3>.") or is `<rej>`; its targets are those
+  regions (none for `<rej>`). Their words are not scored.
 - `choice`: the reference is one letter and the question lists lettered options.
 - `caption`: any other answer, in words; judged by an LLM against the reference.
 
@@ -24,7 +25,6 @@ REFER_QUESTION = "Segment {text}."
 KINDS = ("refer", "segment", "choice", "caption")
 
 _SEG = re.compile(r"<seg(\d+)>")
-_MASKS_ONLY = re.compile(r"^(?:\s|,|\.|\band\b|<seg\d+>)*$")
 _OPTION = re.compile(r"^([A-Z])[.)]\s", re.MULTILINE)
 
 
@@ -61,7 +61,7 @@ def questions(row: dict[str, Any]) -> Iterator[Question]:
 
 
 def _question(text: str, answer: str) -> Question:
-    if answer == "<rej>" or (_SEG.search(answer) and _MASKS_ONLY.match(answer)):
+    if answer == "<rej>" or _SEG.search(answer):
         targets = tuple(dict.fromkeys(int(k) for k in _SEG.findall(answer)))
         return Question("segment", text, targets)
     options = tuple(_OPTION.findall(text))

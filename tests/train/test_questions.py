@@ -19,15 +19,18 @@ def test_each_turn_is_a_question_of_the_kind_its_answer_shows():
         ("Find the unicorn.", "<rej>"),
         ("Which is true?\nA. <region0> is left of <region1>\nB. <region0> is above <region1>\n"
          "Answer with the letter.", "B"),
-        ("Describe <region1>.", "A brown dog <seg1> sits on the grass."),
+        ("What could I sit on?", "You could sit on <seg1> or <seg3>."),  # MUSE-style
+        ("Describe <region1>.", "A brown dog sits on the grass."),
         ("Is it A or B?", "A"),  # a letter, but no lettered options: free text
     )  # fmt: skip
     found = list(questions(row))
-    assert [q.kind for q in found] == ["segment", "segment", "choice", "caption", "caption"]
+    kinds = ["segment", "segment", "choice", "segment", "caption", "caption"]
+    assert [q.kind for q in found] == kinds
     assert found[0].targets == (2, 0)  # in the answer's order, from its <segK>
     assert found[1].targets == ()  # a rejection: nothing to segment
     assert found[2] == Question("choice", row["messages"][4]["content"], (), "B", ("A", "B"))
-    assert found[3].answer == "A brown dog <seg1> sits on the grass."
+    assert found[3].targets == (1, 3)  # masks among words are still masks to score
+    assert found[4].answer == "A brown dog sits on the grass."
 
 
 def test_a_row_without_dialogue_asks_its_groundings():
