@@ -58,7 +58,8 @@ class Publication:
 def card_data(manifest: dict[str, Any], sources: list[Source]) -> DatasetCardData:
     """The card's YAML header: license, the `configs` that map splits to shards, and the
     `dataset_info` (features and split sizes) that `datasets` writes when it pushes a dataset."""
-    splits = manifest["splits"]
+    # a split without rows is left out: `datasets` refuses a declared split it finds no data for
+    splits = {name: split for name, split in manifest["splits"].items() if split["rows"]}
     licenses = sorted({s.license for s in sources})
     data = DatasetCardData(
         license=licenses[0] if len(licenses) == 1 else "other",

@@ -175,6 +175,7 @@ def test_the_published_dataset_loads_in_a_fresh_process_without_the_images(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert eval(counts) == {name: s["rows"] for name, s in manifest["splits"].items()}
     assert feature == "Image" and len(eval(sizes)) >= 1
+    assert main(["inspect", local]) == 0  # the published copy checks out as the build did
 
 
 def test_a_publish_cut_off_before_its_commit_resends_nothing_that_arrived(coco_build, hub, capsys):

@@ -5,8 +5,9 @@ file read into `image.bytes` and `image.path` cut to the file's name (which keep
 extension for decoding), the same schema, codec and row groups as the build: memory holds one
 row group, and the same build gives the same bytes. Before a shard is used its source is
 checked against the manifest (sha256 and rows), and the written shard against its source (the
-same ids in the same order, every image present); a shard whose source is unchanged since it
-was embedded is not embedded again, so an interrupted publish goes on where it stopped.
+same ids in the same order, every image file read and not empty); a shard whose source is
+unchanged since it was embedded is not embedded again, so an interrupted publish goes on where
+it stopped.
 """
 
 from __future__ import annotations
@@ -53,21 +54,25 @@ def embed_shard(source: Path, entry: dict[str, Any], staged: Path, done: dict[st
     staged.parent.mkdir(parents=True, exist_ok=True)
     partial = temporary_path(staged)
     rows = images = image_bytes = 0
-    with pq.ParquetWriter(partial, reader.schema_arrow, compression="zstd") as writer:
-        for group in range(reader.num_row_groups):
-            table = _with_bytes(reader.read_row_group(group), source)
-            writer.write_table(table)
-            rows += table.num_rows
-            sizes = [len(image["bytes"]) for image in table.column("image").to_pylist()]
-            images, image_bytes = images + len(sizes), image_bytes + sum(sizes)
-    if rows != entry["rows"]:
-        partial.unlink()
-        raise PublishError(f"{source}: {rows} rows, the manifest says {entry['rows']}")
-    _check_same_rows(source, partial)
+    try:
+        with pq.ParquetWriter(partial, reader.schema_arrow, compression="zstd") as writer:
+            for group in range(reader.num_row_groups):
+                table = _with_bytes(reader.read_row_group(group), source)
+                writer.write_table(table)
+                rows += table.num_rows
+                sizes = [len(image["bytes"]) for image in table.column("image").to_pylist()]
+                images, image_bytes = images + len(sizes), image_bytes + sum(sizes)
+        if rows != entry["rows"]:
+            raise PublishError(f"{source}: {rows} rows, the manifest says {entry['rows']}")
+        _check_same_ids(source, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, staged)
     done[entry["file"]] = {
         "source": digest,
         "embedded": sha256_file(staged),
+        "bytes": staged.stat().st_size,
         "images": images,
         "image_bytes": image_bytes,
     }
@@ -89,23 +94,22 @@ def _with_bytes(table: pa.Table, shard: Path) -> pa.Table:
             raise PublishError(
                 f"{shard}: row {row_id}: field image.path: cannot read {path} ({error.strerror})"
             ) from None
+        if not data:
+            raise PublishError(f"{shard}: row {row_id}: field image.path: {path} is empty")
         images.append({"bytes": data, "path": path.name})
     column = pa.array(images, type=table.schema.field("image").type)
     return table.set_column(table.schema.get_field_index("image"), "image", column)
 
 
-def _check_same_rows(source: Path, embedded: Path) -> None:
-    before = pq.read_table(source, columns=["id"]).column("id").to_pylist()
-    after = pq.read_table(embedded, columns=["id", "image"])
-    if after.column("id").to_pylist() != before:
-        raise PublishError(f"{embedded}: rows differ from {source} after embedding")
-    empty = [
-        row_id
-        for row_id, image in zip(before, after.column("image").to_pylist(), strict=True)
-        if not image["bytes"]
-    ]
-    if empty:
-        raise PublishError(f"{embedded}: no image bytes for rows {empty[:5]}")
+def _check_same_ids(source: Path, embedded: Path) -> None:
+    """The embedded shard holds the source's rows in its order, a row group at a time."""
+    before, after = pq.ParquetFile(source), pq.ParquetFile(embedded)
+    if before.num_row_groups != after.num_row_groups:
+        raise PublishError(f"{embedded}: row groups differ from {source} after embedding")
+    for group in range(before.num_row_groups):
+        ids = before.read_row_group(group, columns=["id"]).column("id")
+        if not ids.equals(after.read_row_group(group, columns=["id"]).column("id")):
+            raise PublishError(f"{embedded}: rows differ from {source} after embedding")
 
 
 def read_record(staging: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ terms forbid redistribution blocks the publish unless the publisher says otherwi
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from regionkit.pipelines.publish.embed import (
     shard_has_paths,
     write_record,
 )
-from regionkit.pipelines.storage import write_text_atomic
+from regionkit.pipelines.storage import dumps_json, write_text_atomic
 
 STAGING = ".publish"
 PREVIEW = "preview.png"
@@ -93,7 +94,7 @@ def stage(folder: Path, options: PublishOptions, say: Callable[[str], None] = pr
             files[entry["file"]] = staging / entry["file"]
         else:
             files[entry["file"]] = folder / entry["file"]
-    files["manifest.json"] = manifest_path
+    files["manifest.json"] = _published_manifest(manifest, done, staging, options.embed_images)
     files |= {name: folder / name for name in manifest.get("quarantine_files", [])}
     preview = _preview(folder, staging, say)
     if preview is not None:
@@ -111,6 +112,19 @@ def stage(folder: Path, options: PublishOptions, say: Callable[[str], None] = pr
     write_text_atomic(staging / "README.md", card)
     files["README.md"] = staging / "README.md"
     return Staged(dict(sorted(files.items())), card)
+
+
+def _published_manifest(manifest: dict, done: dict, staging: Path, embedded: bool) -> Path:
+    """The manifest with each embedded shard's own sha256 and size, so the published copy
+    checks out (`regionkit inspect`) as the build did."""
+    published = copy.deepcopy(manifest)
+    if embedded:
+        for split in published["splits"].values():
+            for entry in split["shards"]:
+                entry["sha256"] = done[entry["file"]]["embedded"]
+                entry["bytes"] = done[entry["file"]]["bytes"]
+    write_text_atomic(staging / "manifest.json", dumps_json(published))
+    return staging / "manifest.json"
 
 
 def _sources(manifest: dict) -> list[Source]:
