@@ -4,6 +4,7 @@ few steps of a random tiny model mean nothing else."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ def train_and_evaluate(
         }
     )
     transformers_logging.disable_progress_bar()  # the demo's own summary says it all
+    shutil.rmtree(out, ignore_errors=True)  # a second demo trains afresh, not resumes a done run
     records = train(config)
     model = RegionForConditionalGeneration.from_pretrained(out / MODEL).eval()
     processor = processor_for(model, AutoTokenizer.from_pretrained(out / MODEL), max_tiles=4)

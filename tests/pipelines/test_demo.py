@@ -39,6 +39,8 @@ def test_demo_builds_every_source_with_its_broken_records(ray_cluster, tmp_path)
     records, scores = train_and_evaluate(tmp_path / "train", seed, "train", grefcoco, "val")
     assert [r["step"] for r in records] == list(range(1, DEMO_STEPS + 1))
     assert scores["grefcoco:val:refer"]["samples"] > 0
+    again, _ = train_and_evaluate(tmp_path / "train", seed, "train", grefcoco, "val")
+    assert [r["loss"] for r in again] == [r["loss"] for r in records]  # afresh, not resumed
 
 
 def test_demo_refuses_an_unknown_source(tmp_path, capsys):
