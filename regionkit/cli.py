@@ -31,6 +31,13 @@ EXIT_BUDGET = 3
 EXIT_INTERRUPTED = 130
 """What a shell reports for a program stopped by Ctrl-C (128 + SIGINT)."""
 
+
+def _refuse(message: object) -> int:
+    """Say why the input cannot be used; the exit code for bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 EPILOG = """examples:
   regionkit demo
   regionkit build coco --annotations instances_val2017.json --images val2017 --out out/coco
@@ -128,8 +135,7 @@ def _reported(run: Callable[[], BuildReport]) -> int:
     try:
         report = run()
     except (BuilderInputError, OutFolderRefused, RecipeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(error)
     except BuildFailed as error:
         if error.kinds.get("BudgetExhausted"):
             print(
@@ -300,8 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(error)
 
     def show(record: dict) -> None:
         parts = " ".join(f"{name} {value:.4f}" for name, value in sorted(record["parts"].items()))
@@ -314,8 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         train(config, log=show, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(error)
     except KeyboardInterrupt:
         print(
             "interrupted: rerun the same command to resume from the last checkpoint",
@@ -338,18 +342,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     missing = [str(p) for p in [args.model, *args.data] if not Path(p).is_dir()]
     if missing:
-        print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(f"no such folder: {', '.join(missing)}")
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
-        print(f"error: --kinds {unknown}: known kinds are {list(KINDS)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(f"--kinds {unknown}: known kinds are {list(KINDS)}")
     try:
         judge = _caption_judge(args)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(error)
     model = RegionForConditionalGeneration.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     processor = processor_for(model, tokenizer, args.max_tiles)
@@ -358,8 +359,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         try:
             rows = list(dataset_rows(folder, args.split))
         except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return _refuse(error)
         scores = evaluate(model, processor, rows, kinds, max_new_tokens=args.max_new_tokens)
         for kind, metrics in scores.result(judge).items():
             results[f"{Path(folder).name}:{args.split}:{kind}"] = metrics
@@ -416,8 +416,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     try:
         result = publish(args.path, options, dry_run=args.dry_run)
     except PublishError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(error)
     except (HfHubHTTPError, OSError) as error:
         print(f"error: publishing to {args.repo} failed: {scrub(str(error))}", file=sys.stderr)
         print(
@@ -445,8 +444,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     try:
         report = inspect_dataset(args.path)
     except NotADataset as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(error)
     print(report.format())
     return 0 if report.ok else EXIT_FAILED
 
@@ -458,8 +456,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         out = render_preview(args.path, args.out, args.n, args.split)
     except (NotADataset, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(error)
     print(f"wrote {out}")
     return 0
 
@@ -469,8 +466,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
         try:
             print(_files_help(args.name))
         except KeyError as error:
-            print(f"error: {error.args[0]}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return _refuse(error.args[0])
         print(f"\ncitation:\n{get_source(args.name).citation}")
         return 0
     ready = set(available_sources())

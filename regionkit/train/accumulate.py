@@ -12,7 +12,7 @@ micro-batches taken as one batch, whatever their sizes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import torch
@@ -58,10 +58,7 @@ def _counts(batch: dict[str, Any], config: RegionConfig) -> WindowCounts:
 def window_counts(batches: Sequence[dict[str, Any]], config: RegionConfig) -> WindowCounts:
     """The counts over every micro-batch of an accumulation window."""
     each = [_counts(batch, config) for batch in batches]
-    return WindowCounts(*(sum(getattr(c, f) for c in each) for f in FIELDS))
-
-
-FIELDS = ("tokens", "masks", "slots", "rows")
+    return WindowCounts(*map(sum, zip(*map(astuple, each), strict=True)))
 
 
 def micro_batch_loss(

@@ -13,9 +13,7 @@ resumes from the one before.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from regionkit.train.engine import (
     refuse_other_engine,
     restore_random_state,
     use_bf16,
+    write_atomically,
 )
 from regionkit.train.optimization import adamw, continue_schedule, schedule
 
@@ -142,11 +141,13 @@ class DeepSpeedEngine:
         # each rank's own stream position and generators: DeepSpeed keeps rank 0's state only
         own = folder / tag / f"state-rank{self.where.rank}.pt"
         own.parent.mkdir(parents=True, exist_ok=True)
-        _replace(own, lambda partial: torch.save({"loop": state, "rng": random_state()}, partial))
+        write_atomically(
+            own, lambda partial: torch.save({"loop": state, "rng": random_state()}, partial)
+        )
         self.engine.save_checkpoint(str(folder), tag=tag, client_state={"loop": state})
         dist.barrier()  # every rank's files are whole: only now is the checkpoint complete
         if self.where.is_main:
-            _replace(folder / COMPLETE, lambda partial: partial.write_text(tag))
+            write_atomically(folder / COMPLETE, lambda partial: partial.write_text(tag))
             for old in folder.glob("step-*"):
                 if old.name != tag:
                     shutil.rmtree(old, ignore_errors=True)
@@ -182,10 +183,3 @@ class DeepSpeedEngine:
                 self.model.save_pretrained(folder)
                 tokenizer.save_pretrained(folder)
         dist.barrier()
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    """`write` a file beside `path`, then rename it into place: readers see all or nothing."""
-    partial = path.with_name(f".{path.name}.tmp")
-    write(partial)
-    os.replace(partial, path)

@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,6 +58,13 @@ class Engine(Protocol):
 
     def save_model(self, folder: Path, tokenizer: Any) -> None:
         """The trained model and tokenizer for `from_pretrained`, written by rank 0."""
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a file beside `path`, then rename it into place: readers see all or nothing."""
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(partial)
+    os.replace(partial, path)
 
 
 def random_state() -> dict[str, Any]:
@@ -139,10 +147,7 @@ class TorchEngine:
             "rng": random_state(),
             "loop": state,
         }
-        path = out / TORCH_CHECKPOINT
-        partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(checkpoint, partial)
-        os.replace(partial, path)
+        write_atomically(out / TORCH_CHECKPOINT, lambda partial: torch.save(checkpoint, partial))
 
     def load(self, out: Path) -> dict[str, Any] | None:
         refuse_other_engine(out, DEEPSPEED_CHECKPOINTS, "deepspeed")

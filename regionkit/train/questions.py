@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -44,7 +44,7 @@ class Question:
     text: str
     targets: tuple[int, ...] = ()
     answer: str = ""
-    options: tuple[str, ...] = field(default=())
+    options: tuple[str, ...] = ()
 
 
 def questions(row: dict[str, Any]) -> Iterator[Question]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from regionkit.modeling import RegionForConditionalGeneration, tiny_region_config
-from regionkit.train.accumulate import FIELDS, WindowCounts, micro_batch_loss, window_counts
+from regionkit.train.accumulate import WindowCounts, micro_batch_loss, window_counts
 from regionkit.train.checkpoint import load_region_model
 from regionkit.train.collate import collate
 from regionkit.train.config import TrainConfig
@@ -131,7 +131,7 @@ def train(
         started = time.perf_counter()
         window = [_to(next(batches), engine.device) for _ in range(config.accumulation)]
         own = window_counts(window, model.config)
-        counts = WindowCounts(*map(int, engine.all_sum([getattr(own, f) for f in FIELDS])))
+        counts = WindowCounts(*map(int, engine.all_sum(list(astuple(own)))))
         loss_sum, parts_sum = 0.0, {}
         for batch in window:
             loss, parts = micro_batch_loss(engine.forward, model.config, batch, counts)
