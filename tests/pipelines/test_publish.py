@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from regionkit.builders.coco import CocoBuilder
@@ -207,3 +208,33 @@ def test_embedding_is_deterministic_and_skips_what_it_already_embedded(coco_buil
     shutil.rmtree(staging)
     assert _publish(folder, "--embed-images", "--dry-run") == 0
     assert {p.name: p.read_bytes() for p in (staging / "data").iterdir()} == first
+
+
+def test_a_missing_image_names_its_shard_row_and_field_and_leaves_no_partial_file(
+    coco_build, capsys
+):
+    folder, sample = coco_build
+    victim = sorted(sample.images.iterdir())[0]
+    victim.unlink()
+    assert _publish(folder, "--embed-images", "--dry-run") == 2
+    said = capsys.readouterr().err
+    assert f"field image.path: cannot read {victim}" in said and ": row coco:" in said
+    assert not [p for p in (folder / ".publish").rglob(".*") if p.is_file()]  # no temporary
+
+
+def test_a_split_without_rows_is_left_out_of_the_card_so_the_folder_loads(coco_build):
+    from datasets import load_dataset
+
+    from regionkit.catalog.schema import ARROW_SCHEMA
+    from regionkit.catalog.sources import get_source
+    from regionkit.pipelines.card import render_card
+    from regionkit.pipelines.storage import sha256_file
+
+    folder, _ = coco_build
+    empty = folder / "data" / "extra-00000-of-00001.parquet"
+    pq.ParquetWriter(empty, ARROW_SCHEMA, compression="zstd").close()  # as a build writes one
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = {"file": str(empty.relative_to(folder)), "rows": 0, "sha256": sha256_file(empty)}
+    manifest["splits"]["extra"] = {"rows": 0, "shards": [{**entry, "bytes": empty.stat().st_size}]}
+    (folder / "README.md").write_text(render_card(manifest, [get_source("coco")]))
+    assert set(load_dataset(str(folder))) == {"val2017"}

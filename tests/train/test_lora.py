@@ -54,3 +54,18 @@ def test_lora_refuses_what_it_cannot_do(tmp_path):
         parse_config({**base, "lora": {}, "zero_stage": 3})
     with pytest.raises(ConfigError, match=r"unknown keys \['r'\]"):
         parse_config({**base, "lora": {"r": 8}})
+
+
+def test_a_deepspeed_override_to_zero3_is_refused_with_lora_too(tmp_path, monkeypatch):
+    pytest.importorskip("deepspeed")
+    from regionkit.train.deepspeed_engine import DeepSpeedEngine
+    from regionkit.train.distributed import LAUNCH_VARIABLES
+
+    for name in LAUNCH_VARIABLES:  # the engine fills them in; leave the process as it was
+        monkeypatch.delenv(name, raising=False)
+    override = {"zero_optimization": {"stage": 3}}  # the config's own zero_stage stays 2
+    config = parse_config(
+        {**_config(tmp_path, tmp_path / "out", 1), "lora": {}, "deepspeed": override}
+    )
+    with pytest.raises(ConfigError, match="ZeRO stage 2 or less"):
+        DeepSpeedEngine(build_model(config)[0], config)
