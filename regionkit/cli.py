@@ -402,9 +402,13 @@ def _caption_judge(args: argparse.Namespace) -> CaptionJudge | None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from regionkit.pipelines.publish import PublishError, PublishOptions, Staged, publish, scrub
+    from regionkit.pipelines.publish import (
+        PublishError,
+        PublishOptions,
+        Staged,
+        UploadFailed,
+        publish,
+    )
 
     options = PublishOptions(
         repo_id=args.repo,
@@ -417,12 +421,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         result = publish(args.path, options, dry_run=args.dry_run)
     except PublishError as error:
         return _refuse(error)
-    except (HfHubHTTPError, OSError) as error:
-        print(f"error: publishing to {args.repo} failed: {scrub(str(error))}", file=sys.stderr)
-        print(
-            "rerun the same command: what arrived is kept, and only the rest is sent",
-            file=sys.stderr,
-        )
+    except UploadFailed as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     if isinstance(result, Staged):
         print(f"dry run: would upload to {args.repo} ({args.revision}):")
@@ -694,7 +694,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("path", type=Path, help="a built dataset folder")
     publish.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub dataset")
-    publish.add_argument("--private", action="store_true", help="create the repository private")
+    publish.add_argument(
+        "--private",
+        action="store_true",
+        help="create the repository private (an existing public one is refused)",
+    )
     publish.add_argument(
         "--embed-images",
         action="store_true",

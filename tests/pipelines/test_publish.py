@@ -1,18 +1,21 @@
 """Publishing to the Hub: the real `huggingface_hub` client against a local Hub server
 (`stub_hub`) that `HF_ENDPOINT` points at and that chooses each file's upload mode. The files
 sent are exactly the build's; the same build again sends none; a rebuild replaces stale shards
-in one commit; the token appears in nothing printed or written; sources whose terms forbid
-redistribution are refused without the flag; and the published folder loads with
+in one commit; a publish cut off in its uploads resumes; the token appears in nothing printed
+or written, failures included; no folder of the publisher's machine is published; sources whose
+terms forbid redistribution are refused without the flag; and the published folder loads with
 `load_dataset` in a fresh process, with the original images gone."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -125,7 +128,80 @@ def test_the_token_appears_in_nothing_printed_or_written(coco_build, hub, capsys
     stored = hub.files("me/coco-regions", "v1")
     assert set(stored) >= _build_files(folder)
     assert all(TOKEN.encode() not in data for data in stored.values())
+    assert all(TOKEN not in c.title + c.message for c in hub.commits["me/coco-regions"]["v1"])
     assert {r.token for r in hub.requests if r.method == "POST"} == {TOKEN}  # it was used
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in a row, nested ones included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def test_nothing_published_names_a_folder_of_the_publishers_machine(ray_cluster, hub, tmp_path):
+    sample = write_coco_sample(tmp_path / "src", num_images=4, seed=5, draw=True)
+    sorted(sample.images.iterdir())[0].unlink()  # quarantined with a reason naming its path
+    folder = tmp_path / "coco"
+    run_build(CocoBuilder(sample.annotations, sample.images), BuildOptions(folder, progress=False))
+    local = str(tmp_path)
+    built = [folder / "manifest.json", *(folder / "quarantine").iterdir()]
+    assert all(local in path.read_text() for path in built)  # the build's own copies name it
+    assert _publish(folder, "--embed-images") == 0
+    stored = hub.files("me/coco-regions", "main")
+    for path, data in stored.items():
+        if path.endswith(".parquet"):
+            rows = pq.read_table(pa.BufferReader(data)).to_pylist()
+            assert not [text for text in _strings(rows) if local in text], path
+        else:
+            assert local.encode() not in data, path
+    manifest = json.loads(stored["manifest.json"])
+    assert manifest["image_root"] == "val2017"  # named from the folder the sources share
+    assert manifest["source_files"][0]["path"] == "annotations/instances_val2017.json"
+
+
+def test_a_publish_cut_off_during_its_uploads_says_why_and_resumes(coco_build, hub, capsys):
+    folder, _ = coco_build
+    put, attempts = hub._h_lfs_put, itertools.count()
+
+    def drop_all_but_the_first(request):  # the Hub's message echoes the token, as errors may
+        if next(attempts) >= 1:
+            raise _HubError(400, f"connection reset while serving {TOKEN}")
+        return put(request)
+
+    hub._h_lfs_put = drop_all_but_the_first
+    assert _publish(folder, "--embed-images") == 1
+    said = capsys.readouterr()
+    assert "connection reset while serving ***" in said.err  # the reason, scrubbed
+    assert "rerun the same command" in said.err and "Traceback" not in said.err
+    assert TOKEN not in said.out + said.err
+    arrived = list(hub.lfs_puts)
+    assert len(arrived) == 1 and hub.uploaded == []
+    hub._h_lfs_put = put
+    assert _publish(folder, "--embed-images") == 0
+    assert len(hub.lfs_puts) == len(set(hub.lfs_puts)) > 1  # what arrived was not sent again
+    assert _uploaded(hub) == [_build_files(folder)]
+
+
+def test_a_token_the_hub_refuses_is_named_as_the_problem(coco_build, hub, monkeypatch, capsys):
+    folder, _ = coco_build
+    monkeypatch.setenv("HF_TOKEN", "hf_notthetoken0123456789")
+    assert _publish(folder, "--embed-images") == 1
+    said = capsys.readouterr().err
+    assert "the Hub refused the token: set HF_TOKEN" in said and "rerun the same" not in said
+    assert "hf_notthetoken0123456789" not in said
+
+
+def test_private_is_refused_for_a_public_repository_that_exists(coco_build, hub, capsys):
+    folder, _ = coco_build
+    hub.add_repo("me/coco-regions", private=False)
+    assert _publish(folder, "--embed-images", "--private") == 2
+    assert "exists and is public" in capsys.readouterr().err
+    assert hub.uploaded == [] and not hub.repos["me/coco-regions"].private
 
 
 def test_a_vcr_build_is_refused_without_the_flag_and_the_card_records_it(
@@ -208,6 +284,29 @@ def test_embedding_is_deterministic_and_skips_what_it_already_embedded(coco_buil
     shutil.rmtree(staging)
     assert _publish(folder, "--embed-images", "--dry-run") == 0
     assert {p.name: p.read_bytes() for p in (staging / "data").iterdir()} == first
+
+
+def test_a_shard_changed_since_its_build_is_refused(coco_build, capsys):
+    folder, _ = coco_build
+    shard = sorted((folder / "data").glob("*.parquet"))[0]
+    pq.write_table(pq.read_table(shard), shard, compression="snappy")  # same rows, new bytes
+    assert _publish(folder, "--embed-images", "--dry-run") == 2
+    assert "differs from the manifest's" in capsys.readouterr().err
+
+
+def test_a_rebuild_with_new_shards_leaves_no_stale_embedded_copy(coco_build, tmp_path):
+    folder, sample = coco_build
+    assert _publish(folder, "--embed-images", "--dry-run") == 0
+    kept = (folder / ".publish").rename(tmp_path / "kept")
+    shutil.rmtree(folder)
+    builder = CocoBuilder(sample.annotations, sample.images)
+    run_build(builder, BuildOptions(folder, shards=3, progress=False))
+    kept.rename(folder / ".publish")  # rebuilt in place: every shard name changes
+    assert _publish(folder, "--embed-images", "--dry-run") == 0
+    staged = {p.name for p in (folder / ".publish" / "data").iterdir()}
+    assert staged == {Path(p).name for p in _build_files(folder) if p.startswith("data/")}
+    record = json.loads((folder / ".publish" / "embedded.json").read_text())
+    assert set(record) == {p for p in _build_files(folder) if p.startswith("data/")}
 
 
 def test_a_missing_image_names_its_shard_row_and_field_and_leaves_no_partial_file(

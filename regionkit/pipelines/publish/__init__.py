@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from huggingface_hub import get_token
-
 from regionkit.pipelines.publish.embed import PublishError
 from regionkit.pipelines.publish.stage import PublishOptions, Staged, stage
-from regionkit.pipelines.publish.upload import UploadResult, upload
+from regionkit.pipelines.publish.upload import UploadFailed, UploadResult, upload
 
-__all__ = ["PublishError", "PublishOptions", "Staged", "UploadResult", "publish", "scrub"]
+__all__ = ["PublishError", "PublishOptions", "Staged", "UploadFailed", "UploadResult", "publish"]
 
 
 def publish(
@@ -23,9 +21,3 @@ def publish(
     if dry_run:
         return staged
     return upload(staged, options, Path(folder).name, say)
-
-
-def scrub(text: str) -> str:
-    """`text` without the Hub token, for anything printed (the Hub's errors echo requests)."""
-    token = get_token()
-    return text.replace(token, "***") if token else text

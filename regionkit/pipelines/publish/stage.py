@@ -2,9 +2,10 @@
 
 The upload is the build's own folder as the Hub should see it: the Parquet shards (with image
 bytes when embedding; a build's rows name image files by path, which mean nothing on the
-Hub), the manifest, the quarantine files, a preview image and the card rewritten for the
-published copy. Before anything is written the sources' terms are checked: a source whose
-terms forbid redistribution blocks the publish unless the publisher says otherwise.
+Hub), the manifest and the quarantine files (without the folders of the machine that built
+them), a preview image and the card rewritten for the published copy. Before anything is
+written the sources' terms are checked: a source whose terms forbid redistribution blocks the
+publish unless the publisher says otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from regionkit.pipelines.publish.embed import (
     read_record,
     shard_has_paths,
     write_record,
+)
+from regionkit.pipelines.publish.local_paths import (
+    copy_without_folders,
+    local_folders,
+    without_folders,
 )
 from regionkit.pipelines.storage import dumps_json, write_text_atomic
 
@@ -94,8 +100,11 @@ def stage(folder: Path, options: PublishOptions, say: Callable[[str], None] = pr
             files[entry["file"]] = staging / entry["file"]
         else:
             files[entry["file"]] = folder / entry["file"]
-    files["manifest.json"] = _published_manifest(manifest, done, staging, options.embed_images)
-    files |= {name: folder / name for name in manifest.get("quarantine_files", [])}
+    _drop_stale(staging, {entry["file"] for entry in shards}, done)
+    local = local_folders(manifest)
+    files["manifest.json"] = _published_manifest(manifest, done, staging, options, local)
+    for name in manifest.get("quarantine_files", []):
+        files[name] = copy_without_folders(folder / name, staging / name, local)
     preview = _preview(folder, staging, say)
     if preview is not None:
         files[PREVIEW] = preview
@@ -114,17 +123,29 @@ def stage(folder: Path, options: PublishOptions, say: Callable[[str], None] = pr
     return Staged(dict(sorted(files.items())), card)
 
 
-def _published_manifest(manifest: dict, done: dict, staging: Path, embedded: bool) -> Path:
-    """The manifest with each embedded shard's own sha256 and size, so the published copy
-    checks out (`regionkit inspect`) as the build did."""
+def _published_manifest(
+    manifest: dict, done: dict, staging: Path, options: PublishOptions, local: list[str]
+) -> Path:
+    """The manifest without this machine's folders, and with each embedded shard's own sha256
+    and size, so the published copy checks out (`regionkit inspect`) as the build did."""
     published = copy.deepcopy(manifest)
-    if embedded:
+    if options.embed_images:
         for split in published["splits"].values():
             for entry in split["shards"]:
                 entry["sha256"] = done[entry["file"]]["embedded"]
                 entry["bytes"] = done[entry["file"]]["bytes"]
-    write_text_atomic(staging / "manifest.json", dumps_json(published))
+    write_text_atomic(staging / "manifest.json", without_folders(dumps_json(published), local))
     return staging / "manifest.json"
+
+
+def _drop_stale(staging: Path, shards: set[str], done: dict) -> None:
+    """Forget and delete shards embedded for an earlier build of the folder."""
+    stale = [name for name in done if name not in shards]
+    for name in stale:
+        del done[name]
+        (staging / name).unlink(missing_ok=True)
+    if stale:
+        write_record(staging, done)
 
 
 def _sources(manifest: dict) -> list[Source]:

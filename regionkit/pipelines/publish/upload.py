@@ -6,7 +6,8 @@ wrote there before (`data/`, `quarantine/`) that the new build no longer has are
 the same commit. Publishing the same build again therefore commits nothing. `create_commit`
 uploads the large files before it commits, and the Hub keeps what arrived, so a publish cut
 off during the upload sends only what is missing when run again. The token comes from
-`HF_TOKEN` or the Hub's own login; it is never printed or written.
+`HF_TOKEN` or the Hub's own login; it is never printed or written, and a failure's message
+(which may echo a request) is scrubbed of it before anyone sees it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile
-from huggingface_hub.errors import RevisionNotFoundError
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile, get_token
+from huggingface_hub.errors import HfHubHTTPError, HTTPError, RevisionNotFoundError
 
+from regionkit.pipelines.publish.embed import PublishError
 from regionkit.pipelines.publish.stage import PublishOptions, Staged
 from regionkit.pipelines.storage import HASH_CHUNK_BYTES, sha256_file
 
 OWNED_FOLDERS = ("data/", "quarantine/")
 """Where files the current build lacks are stale and deleted; others are the owner's."""
+
+REMOTE_ERRORS = (HTTPError, OSError, RuntimeError)
+"""What the client raises when the Hub or the network fails: its HTTP errors (the Hub's own
+`HfHubHTTPError` among them), network errors, and the `RuntimeError` a failed file upload
+becomes."""
+
+REFUSED_STATUS = (401, 403)
+
+
+class UploadFailed(Exception):
+    """The Hub or the network failed during a publish; the message is free of the token and
+    says what to do next."""
+
+
+def scrub(text: str) -> str:
+    """`text` without the Hub token, for anything printed (the Hub's errors echo requests)."""
+    token = get_token()
+    return text.replace(token, "***") if token else text
 
 
 @dataclass(frozen=True)
@@ -57,9 +77,51 @@ def upload(
     staged: Staged, options: PublishOptions, name: str, say: Callable[[str], None] = print
 ) -> UploadResult:
     """Create the repository (and branch) if needed and commit what differs from it."""
-    api = HfApi()
+    try:
+        return _upload(HfApi(), staged, options, name, say)
+    except REMOTE_ERRORS as error:
+        raise UploadFailed(_failure_message(error, options.repo_id)) from None
+
+
+def _failure_message(error: BaseException, repo: str) -> str:
+    """The error and its causes in one scrubbed line, then what to do about it."""
+    chain = _causes(error)
+    reasons = [" ".join(str(cause).split()) or type(cause).__name__ for cause in chain]
+    refused = any(
+        isinstance(cause, HfHubHTTPError)
+        and cause.response is not None
+        and cause.response.status_code in REFUSED_STATUS
+        for cause in chain
+    )
+    if refused:
+        advice = (
+            f"the Hub refused the token: set HF_TOKEN to a token with write access to {repo} "
+            "(or log in with `hf auth login`) and rerun"
+        )
+    else:
+        advice = "rerun the same command: what arrived is kept, and only the rest is sent"
+    return scrub(f"publishing to {repo} failed: {': '.join(reasons)}\n{advice}")
+
+
+def _causes(error: BaseException, limit: int = 4) -> list[BaseException]:
+    """`error` and what raised it, outermost first."""
+    chain = [error]
+    while chain[-1].__cause__ is not None and len(chain) < limit:
+        chain.append(chain[-1].__cause__)
+    return chain
+
+
+def _upload(
+    api: HfApi, staged: Staged, options: PublishOptions, name: str, say: Callable[[str], None]
+) -> UploadResult:
     repo, kind = options.repo_id, "dataset"
     api.create_repo(repo, repo_type=kind, private=options.private, exist_ok=True)
+    if options.private and not api.repo_info(repo, repo_type=kind).private:
+        raise PublishError(
+            f"{repo} exists and is public, and --private does not change an existing "
+            "repository: nothing was sent. Make it private in its settings on the Hub, or "
+            "publish to a new name."
+        )
     if options.revision != "main":
         api.create_branch(repo, branch=options.revision, repo_type=kind, exist_ok=True)
     try:
