@@ -10,8 +10,8 @@ row i of a group going to part i mod parts, so every reader still gets rows.
 
 Each reader then draws the dataset of its next row by weight among those it still has rows
 of, and passes rows through a shuffle buffer, every draw from a generator seeded by (seed,
-epoch, reader): a rerun yields the same rows in the same order, and `skip` resumes after the
-rows already consumed.
+epoch, reader): a rerun yields the same rows in the same order, and a resumed stream passes
+over the batches a DataLoader already took (see `resume_order`).
 """
 
 from __future__ import annotations
@@ -43,15 +43,16 @@ class StreamSource:
     split: str = "train"
 
 
-Unit = tuple[str, int]
-"""(Parquet file, row group index)."""
+Unit = tuple[str, int, int]
+"""(Parquet file, row group index, rows)."""
 
-Part = tuple[str, int, int, int]
-"""(Parquet file, row group index, part, parts): the group's rows part, part + parts, ..."""
+Part = tuple[str, int, int, int, int]
+"""(Parquet file, row group index, rows, part, parts): the group's rows part, part + parts, ..."""
 
 
 def list_units(source: StreamSource) -> list[Unit]:
-    """Every row group of a dataset's split, in shard order."""
+    """Every row group of a dataset's split with its row count (from the footers), in shard
+    order."""
     folder = Path(source.path)
     manifest = json.loads((folder / "manifest.json").read_text())
     split = manifest["splits"].get(source.split)
@@ -62,7 +63,8 @@ def list_units(source: StreamSource) -> list[Unit]:
     units = []
     for shard in split["shards"]:
         file = str(folder / shard["file"])
-        units += [(file, group) for group in range(pq.ParquetFile(file).num_row_groups)]
+        footer = pq.ParquetFile(file).metadata
+        units += [(file, g, footer.row_group(g).num_rows) for g in range(footer.num_row_groups)]
     return units
 
 
@@ -111,22 +113,25 @@ class RowStream(IterableDataset):
 
     def set_epoch(self, epoch: int, skip_batches: int = 0, batch_size: int = 1) -> None:
         """The epoch to stream next, and how many batches of `batch_size` rows a DataLoader
-        already took from it (to resume). Each worker batches its own rows and the DataLoader
-        takes batches from the workers in turn, so reader r had given batches r, r + W, ...;
-        a resumed DataLoader starts with its worker 0 again, so worker w now plays reader
-        (w + n) % W, whose turn it is, and passes over the batches that reader had given."""
+        already took from it (to resume with the batch it would have taken next)."""
         self.epoch, self.skip_batches, self.batch_size = epoch, skip_batches, batch_size
+
+    def _dealt(self, readers: int) -> list[list[Part]]:
+        """Each dataset's parts this epoch in the order they are dealt to `readers`: reader
+        r reads parts r, r + readers, ..."""
+        dealt = []
+        for index, units in enumerate(self.units):
+            order = list(units)
+            random.Random(f"{self.seed}/{self.epoch}/{index}").shuffle(order)
+            dealt.append(_parts(order, readers))
+        return dealt
 
     def reader_rows(self, worker: int, num_workers: int) -> Iterator[dict[str, Any]]:
         """The rows reader (rank, worker) yields this epoch, in order; plain Python, no torch
         worker needed (tests call it for every reader)."""
         reader = self.rank * num_workers + worker
         readers = self.world_size * num_workers
-        streams = []
-        for index, units in enumerate(self.units):
-            order = list(units)
-            random.Random(f"{self.seed}/{self.epoch}/{index}").shuffle(order)
-            streams.append(_read(_parts(order, readers)[reader::readers]))
+        streams = [_read(parts[reader::readers]) for parts in self._dealt(readers)]
         chooser = random.Random(f"{self.seed}/{self.epoch}/reader{reader}")
         weights = [source.weight for source in self.sources]
         live = list(range(len(streams)))
@@ -143,29 +148,76 @@ class RowStream(IterableDataset):
         chooser.shuffle(buffer)
         yield from buffer
 
+    def reader_batches(self, num_workers: int) -> list[int]:
+        """The batches of `batch_size` each of this rank's workers gives this epoch (the last
+        one short), counted from the row groups' footers without reading a row."""
+        readers = self.world_size * num_workers
+        dealt = self._dealt(readers)
+        first = self.rank * num_workers
+        rows = [
+            sum(_rows(part) for parts in dealt for part in parts[reader::readers])
+            for reader in range(first, first + num_workers)
+        ]
+        return [-(-count // self.batch_size) for count in rows]
+
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        reader = (worker + self.skip_batches) % num_workers
-        taken = max(0, -(-(self.skip_batches - reader) // num_workers))  # batches r, r + W, ...
-        skip = taken * self.batch_size
+        order = resume_order(self.reader_batches(num_workers), self.skip_batches)
+        if worker >= len(order):
+            return  # this epoch's other readers hold every batch still to come
+        reader, given = order[worker]
         for position, row in enumerate(self.reader_rows(reader, num_workers)):
-            if position < skip:
+            if position < given * self.batch_size:
                 continue
             yield row if self.transform is None else self.transform(row)
+
+
+def resume_order(batches: list[int], taken: int) -> list[tuple[int, int]]:
+    """Which reader each worker of a resumed DataLoader plays, and how many batches that
+    reader had given, so the loader goes on with the batch an uninterrupted one takes next.
+
+    A DataLoader takes batches from its workers in turn, passing over a worker that has run
+    out; reader w, the epoch's worker w, gives `batches[w]`. After `taken` batches the readers
+    with batches left, from the one whose turn it is, are dealt to the resumed loader's
+    workers in that order (it starts with worker 0); its remaining workers get nothing and
+    drop out at once, leaving the same turns.
+    """
+    if taken > sum(batches):
+        raise ValueError(
+            f"the stream position says {taken} batches were taken this epoch, but its readers "
+            f"hold {sum(batches)}: the datasets, the batch size or the workers changed since "
+            "the checkpoint"
+        )
+    given, turn = [0] * len(batches), 0
+    for _ in range(taken):
+        while given[turn] == batches[turn]:
+            turn = (turn + 1) % len(batches)
+        given[turn] += 1
+        turn = (turn + 1) % len(batches)
+    readers = [(turn + step) % len(batches) for step in range(len(batches))]
+    return [(r, given[r]) for r in readers if given[r] < batches[r]]
 
 
 def _parts(units: list[Unit], readers: int) -> list[Part]:
     """The units as whole groups, or split in as many parts as it takes for each of the
     `readers` to have one when there are fewer groups than readers."""
     parts = max(1, -(-readers // max(1, len(units))))
-    return [(file, group, part, parts) for file, group in units for part in range(parts)]
+    return [
+        (file, group, rows, part, parts) for file, group, rows in units for part in range(parts)
+    ]
+
+
+def _rows(part: Part) -> int:
+    """The rows of a part: its group's rows part, part + parts, ..."""
+    _, _, rows, part_index, parts = part
+    return len(range(part_index, rows, parts))
 
 
 def _read(parts: list[Part]) -> Iterator[dict[str, Any]]:
     """The rows of `parts`, a row group at a time (a file is opened per unit: the units of a
     reader are spread over many files, and keeping them all open would hold their handles)."""
-    for file, group, part, count in parts:
+    for file, group, _, part, count in parts:
         table = pq.ParquetFile(file).read_row_group(group)
         if count > 1:
             table = table.take(list(range(part, table.num_rows, count)))

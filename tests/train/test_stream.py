@@ -107,6 +107,38 @@ def test_a_resumed_loader_with_workers_gives_the_same_next_batches(tmp_path):
     assert batches(3) == whole[3:]  # after 3 batches: worker 0 gave 2, worker 1 gave 1
 
 
+@pytest.mark.parametrize(("batch_size", "sizes"), [(1, [1] * 9), (2, [2, 2, 2, 1, 2])])
+def test_a_resumed_loader_goes_on_after_a_worker_runs_out(tmp_path, batch_size, sizes):
+    # 3 groups for 2 workers: worker 0 reads two and worker 1 one, so the loader takes the
+    # last batches from worker 0 alone; the shorter last batches shift the turns too
+    folder = _dataset(tmp_path / "a", "a", shards=1, groups=3, rows_per_group=3)
+
+    def batches(skip: int) -> list[list[str]]:
+        stream = RowStream([StreamSource(folder)], seed=0, buffer_size=1)
+        stream.set_epoch(0, skip_batches=skip, batch_size=batch_size)
+        loader = DataLoader(stream, batch_size=batch_size, num_workers=2, collate_fn=_ids)
+        return list(loader)
+
+    whole = batches(0)
+    assert sorted(row for batch in whole for row in batch) == [f"a:0:{i}" for i in range(9)]
+    assert [len(b) for b in whole] == sizes  # worker 1's short batch, then worker 0 alone
+    for skip in range(len(whole) + 1):
+        assert batches(skip) == whole[skip:], skip
+
+
+def test_resume_order_deals_the_readers_left_in_their_turn():
+    from regionkit.train.stream import resume_order
+
+    # readers give 3 and 1 batches: taken 0,1,0,0 in that order
+    assert resume_order([3, 1], 0) == [(0, 0), (1, 0)]
+    assert resume_order([3, 1], 1) == [(1, 0), (0, 1)]
+    assert resume_order([3, 1], 2) == [(0, 1)]
+    assert resume_order([3, 1], 3) == [(0, 2)]
+    assert resume_order([3, 1], 4) == []
+    with pytest.raises(ValueError, match="the workers changed since the checkpoint"):
+        resume_order([3, 1], 5)
+
+
 def test_dataloader_workers_share_the_rows_without_overlap(tmp_path):
     folder = _dataset(tmp_path / "a", "a", shards=2, groups=4, rows_per_group=3)
     stream = RowStream([StreamSource(folder)], seed=0, buffer_size=2)
