@@ -97,6 +97,16 @@ CHOICES = {
     "precision": ("auto", "bf16", "fp32"),
     "zero_stage": (0, 1, 2, 3),
 }
+DERIVED_DEEPSPEED = {
+    "train_micro_batch_size_per_gpu": "micro_batch_size",
+    "gradient_accumulation_steps": "accumulation",
+    "train_batch_size": "micro_batch_size and accumulation",
+    "gradient_clipping": "grad_clip",
+    "scheduler": "warmup_steps (the warmup and cosine schedule is regionkit's)",
+    "fp16": "precision (bf16 or fp32)",
+}
+"""DeepSpeed settings regionkit derives from its own keys and relies on: the loop divides a
+window's losses by the window it takes, steps its own schedule and casts to bf16 only."""
 POSITIVE = ("steps", "micro_batch_size", "accumulation", "save_every", "log_every", "max_tiles")
 
 
@@ -139,6 +149,10 @@ def parse_config(data: Any, where: str = "config") -> TrainConfig:
             raise ConfigError(
                 f"{where}: {name} must be one of {list(allowed)}, got {values[name]!r}"
             )
+    derived = sorted(set(values.get("deepspeed", {})) & set(DERIVED_DEEPSPEED))
+    if derived:
+        instead = "; ".join(f"{key}: set {DERIVED_DEEPSPEED[key]}" for key in derived)
+        raise ConfigError(f"{where}: deepspeed {derived} are regionkit's own settings ({instead})")
     if values.get("offload") == "all" and values.get("zero_stage", 2) != 3:
         raise ConfigError(f"{where}: offload 'all' moves parameters, which needs zero_stage 3")
     if values.get("offload", "none") != "none" and values.get("zero_stage", 2) == 0:

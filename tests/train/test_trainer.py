@@ -22,9 +22,10 @@ from regionkit.train.trainer import train
 from tests.train.test_overfit import _rows
 
 
-def _dataset(folder: Path) -> Path:
+def _dataset(folder: Path, rows: list[dict] | None = None) -> Path:
     (folder / "data").mkdir(parents=True)
-    rows = _rows(folder) + [{**row, "id": row["id"] + "b"} for row in _rows(folder)]
+    if rows is None:
+        rows = _rows(folder) + [{**row, "id": row["id"] + "b"} for row in _rows(folder)]
     pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), folder / "data/train.parquet")
     shards = [{"file": "data/train.parquet", "rows": len(rows)}]
     (folder / "manifest.json").write_text(
@@ -54,6 +55,31 @@ def test_a_resumed_run_takes_the_same_batches_and_reaches_the_same_losses(tmp_pa
     assert whole[-1]["loss"] < whole[0]["loss"]
 
 
+def test_rows_it_cannot_use_whole_are_counted_in_the_log(tmp_path):
+    rows = _rows(tmp_path)
+    long = "dog " * 600 + "<seg0>"  # over the 512 tokens of max_length
+    rows[1]["messages"] += [
+        {"role": "user", "content": "and the dog ?"},
+        {"role": "assistant", "content": long},
+    ]  # kept with its first turn only
+    rows[2]["messages"][1]["content"] = long  # too long even cut to its first turn
+    rows[3]["messages"] = []  # a builder's row: nothing to train on
+    data = _dataset(tmp_path / "data", rows)
+    config = {**_config(data, tmp_path / "run", 1), "micro_batch_size": 4, "accumulation": 1}
+    [record] = train(parse_config(config))  # one batch: the whole epoch
+    used = {key: record[key] for key in ("samples", "turns_cut", "too_long", "no_dialogue")}
+    assert used == {"samples": 2, "turns_cut": 1, "too_long": 1, "no_dialogue": 1}
+
+
+def test_an_epoch_without_a_usable_row_says_why(tmp_path):
+    rows = _rows(tmp_path)
+    for row in rows:
+        row["messages"] = []
+    data = _dataset(tmp_path / "data", rows)
+    with pytest.raises(ValueError, match="4 rows without a dialogue: a builder's output"):
+        train(parse_config(_config(data, tmp_path / "run", 1)))
+
+
 def test_a_run_killed_before_saving_its_model_saves_it_when_started_again(tmp_path):
     data = _dataset(tmp_path / "data")
     config = parse_config(_config(data, tmp_path / "run", 2))
@@ -78,6 +104,8 @@ def test_configs_are_checked_key_by_key(tmp_path):
         parse_config({**base, "steps": "ten"})
     with pytest.raises(ConfigError, match="accumulation must be at least 1"):
         parse_config({**base, "accumulation": 0})
+    with pytest.raises(ConfigError, match="gradient_accumulation_steps: set accumulation"):
+        parse_config({**base, "deepspeed": {"gradient_accumulation_steps": 4}})
     with pytest.raises(ConfigError, match=r"freeze \['llm'\]"):
         parse_config({**base, "freeze": ["llm"]})
     with pytest.raises(ConfigError, match="missing"):
