@@ -298,6 +298,17 @@ def recipe_main(function: RecipeFunction, argv: list[str] | None = None) -> int:
     return _reported(lambda: _run_recipe(function, args))
 
 
+def _unused(record: dict) -> str:
+    """A step's rows dropped and turns cut, when there were any."""
+    said = {
+        "too_long": "rows too long",
+        "no_dialogue": "rows without a dialogue",
+        "turns_cut": "turns cut",
+    }
+    counts = [f"{record[key]} {words}" for key, words in said.items() if record.get(key)]
+    return f"  ({', '.join(counts)})" if counts else ""
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from regionkit.train.config import ConfigError, load_config
     from regionkit.train.distributed import placement
@@ -313,7 +324,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"step {record['step']}/{config.steps}  loss {record['loss']:.4f}  ({parts})  "
             f"lr {record['lr']:.2e}  {record['samples_per_s']:.1f} samples/s  "
-            f"{record['tokens_per_s']:.0f} tokens/s"
+            f"{record['tokens_per_s']:.0f} tokens/s{_unused(record)}"
         )
 
     try:

@@ -33,6 +33,7 @@ class WindowCounts:
         masks: target masks.
         slots: segment-or-reject decisions (labels that are a first codebook token or reject).
         rows: samples.
+        inputs: tokens of the sequences, padding not counted (what tokens/s reports).
 
     Under data parallelism each count is the sum over every process's window, so each
     process's losses are its share of the whole batch's.
@@ -42,6 +43,7 @@ class WindowCounts:
     masks: int
     slots: int
     rows: int = 0
+    inputs: int = 0
 
 
 def _counts(batch: dict[str, Any], config: RegionConfig) -> WindowCounts:
@@ -52,6 +54,7 @@ def _counts(batch: dict[str, Any], config: RegionConfig) -> WindowCounts:
         masks=sum(int(masks.shape[0]) for masks in batch["target_masks"]),
         slots=int(slots.sum()),
         rows=int(batch["input_ids"].shape[0]),
+        inputs=int(batch["attention_mask"].sum()),
     )
 
 

@@ -14,6 +14,7 @@ from transformers.utils import logging as transformers_logging
 from regionkit.modeling import RegionForConditionalGeneration
 from regionkit.train.config import parse_config
 from regionkit.train.evaluate import dataset_rows, evaluate, processor_for
+from regionkit.train.metrics import Metrics
 from regionkit.train.trainer import MODEL, train
 
 DEMO_STEPS = 4
@@ -21,7 +22,7 @@ DEMO_STEPS = 4
 
 def train_and_evaluate(
     out: Path, train_on: Path, split: str, evaluate_on: Path, evaluate_split: str
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, float | int]]]:
+) -> tuple[list[dict[str, Any]], dict[str, Metrics]]:
     """Train the tiny model a few steps on `train_on`'s `split`, then score it on
     `evaluate_on`'s referring texts; the training log and the results."""
     config = parse_config(

@@ -28,7 +28,7 @@ import torch
 from regionkit.catalog.masks import decode_rle
 from regionkit.modeling import RegionForConditionalGeneration
 from regionkit.train.collate import collate
-from regionkit.train.metrics import GresScores, MatchedScores, choice_accuracy
+from regionkit.train.metrics import GresScores, MatchedScores, Metrics, choice_accuracy, share
 from regionkit.train.processor import ProcessorSettings, RegionProcessor, slot_regions
 from regionkit.train.questions import Question, chosen_letter, questions
 
@@ -115,8 +115,8 @@ class Scores:
     skipped: int = 0
     """Questions whose targets include a box-only region: no mask to score against."""
 
-    def result(self, judge: Judge | None = None) -> dict[str, dict[str, float | int]]:
-        results: dict[str, dict[str, float | int]] = {}
+    def result(self, judge: Judge | None = None) -> dict[str, Metrics]:
+        results: dict[str, Metrics] = {}
         if self.refer.samples:
             results["refer"] = self.refer.result()
         if self.segment.samples:
@@ -134,7 +134,7 @@ class Scores:
             verdicts = judge(self.cases)
             judged = [v for v in verdicts if v is not None]
             results["caption"] = {
-                "judge": sum(judged) / len(judged) if judged else 0.0,
+                "judge": share(sum(judged), len(judged)),
                 "samples": len(judged),
                 "unjudged": len(verdicts) - len(judged),
             }
@@ -210,16 +210,18 @@ def processor_for(
     return RegionProcessor(tokenizer, model.config, settings)
 
 
-def format_results(results: dict[str, dict[str, float | int]]) -> str:
-    """Results as a table: one line per dataset and split."""
+def format_results(results: dict[str, Metrics]) -> str:
+    """Results as a table: one line per dataset and split (n/a: a share of nothing)."""
     names = sorted({name for metrics in results.values() for name in metrics})
     lines = [f"{'dataset':40} " + " ".join(f"{name:>8}" for name in names)]
     for where, metrics in results.items():
-        cells = [
-            f"{metrics[name]:>8.4f}"
-            if isinstance(metrics.get(name), float)
-            else f"{metrics.get(name, ''):>8}"
-            for name in names
-        ]
+        cells = [_cell(metrics, name) for name in names]
         lines.append(f"{where:40} " + " ".join(cells))
     return "\n".join(lines)
+
+
+def _cell(metrics: Metrics, name: str) -> str:
+    value = metrics.get(name, "")
+    if value is None:
+        return f"{'n/a':>8}"
+    return f"{value:>8.4f}" if isinstance(value, float) else f"{value:>8}"

@@ -11,6 +11,9 @@
   summed IoU over max(#predictions, #targets), empty against empty counting 1; cIoU sums
   intersections and unions over every pair.
 - Multiple choice: the share of answers whose letter is the correct one.
+
+A share of nothing (N-acc of a split without no-target samples, cIoU where every union is
+empty) is None, shown as n/a: a 0 there would read as a model that failed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from regionkit.train.assignment import min_cost_assignment
+
+Metrics = dict[str, float | int | None]
+
+
+def share(part: float, whole: float) -> float | None:
+    """`part / whole`, or None when there is no whole to take a share of."""
+    return part / whole if whole else None
 
 
 def _union(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -69,12 +79,12 @@ class GresScores:
         self.iou_sum += iou
         self.samples += 1
 
-    def result(self) -> dict[str, float | int]:
+    def result(self) -> Metrics:
         return {
-            "gIoU": self.iou_sum / self.samples if self.samples else 0.0,
-            "cIoU": self.intersection / self.union if self.union else 0.0,
-            "N-acc": self.no_target_rejected / self.no_target if self.no_target else 0.0,
-            "T-acc": self.with_target_answered / self.with_target if self.with_target else 0.0,
+            "gIoU": share(self.iou_sum, self.samples),
+            "cIoU": share(self.intersection, self.union),
+            "N-acc": share(self.no_target_rejected, self.no_target),
+            "T-acc": share(self.with_target_answered, self.with_target),
             "samples": self.samples,
         }
 
@@ -111,10 +121,10 @@ class MatchedScores:
         self.intersection += sum(i for i, _ in scored)
         self.union += sum(u for _, u in scored)
 
-    def result(self) -> dict[str, float | int]:
+    def result(self) -> Metrics:
         return {
-            "gIoU": self.giou_sum / self.questions if self.questions else 0.0,
-            "cIoU": self.intersection / self.union if self.union else 0.0,
+            "gIoU": share(self.giou_sum, self.questions),
+            "cIoU": share(self.intersection, self.union),
             "questions": self.questions,
         }
 

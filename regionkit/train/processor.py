@@ -44,6 +44,11 @@ class SampleTooLong(ValueError):
     """Not even the first turn of a row fits the length limit."""
 
 
+class NoDialogue(ValueError):
+    """A row without a user-assistant turn: a builder's output, which a recipe turns into
+    dialogues, has nothing to train on."""
+
+
 @dataclass(frozen=True)
 class ProcessorSettings:
     """How rows become inputs.
@@ -184,6 +189,8 @@ class RegionProcessor:
         were left out."""
         messages = row["messages"]
         pairs = len(messages) // 2
+        if not pairs:
+            raise NoDialogue(f"{row['id']}: no user-assistant turn in its messages")
         for kept in range(pairs, 0, -1):
             turns = self._build(messages[: 2 * kept], image_ids)
             if turns is not None and len(turns.ids) <= self.settings.max_length:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, astuple, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -32,7 +33,13 @@ from regionkit.train.collate import collate
 from regionkit.train.config import TrainConfig
 from regionkit.train.engine import build_engine
 from regionkit.train.lora import add_lora, merge_lora
-from regionkit.train.processor import ProcessorSettings, RegionProcessor, Sample, SampleTooLong
+from regionkit.train.processor import (
+    NoDialogue,
+    ProcessorSettings,
+    RegionProcessor,
+    Sample,
+    SampleTooLong,
+)
 from regionkit.train.stream import RowStream, StreamSource
 from regionkit.train.tiny_tokenizer import tiny_tokenizer
 
@@ -77,21 +84,34 @@ def _freeze(model: RegionForConditionalGeneration, parts: list[str]) -> None:
 
 
 class _Processed:
-    """The processor as a stream transform: a row too long for the limits becomes None."""
+    """The processor as a stream transform: a row it cannot use becomes the reason why."""
 
     def __init__(self, processor: RegionProcessor) -> None:
         self.processor = processor
 
-    def __call__(self, row: dict[str, Any]) -> Sample | None:
+    def __call__(self, row: dict[str, Any]) -> Sample | str:
         try:
             return self.processor(row)
         except SampleTooLong:
-            return None
+            return "too_long"
+        except NoDialogue:
+            return "no_dialogue"
 
 
-def _collate_kept(samples: list[Sample | None], pad_token_id: int) -> dict[str, Any] | None:
-    kept = [s for s in samples if s is not None]
-    return collate(kept, pad_token_id=pad_token_id, padding_side="right") if kept else None
+class _Collated(NamedTuple):
+    """A micro-batch of the rows that could be used (None when none could), and what became
+    of the rest: rows dropped by reason, turns cut."""
+
+    batch: dict[str, Any] | None
+    dropped: Counter[str]
+    turns_cut: int
+
+
+def _collate_kept(samples: list[Sample | str], pad_token_id: int) -> _Collated:
+    kept = [s for s in samples if isinstance(s, Sample)]
+    dropped = Counter(s for s in samples if isinstance(s, str))
+    batch = collate(kept, pad_token_id=pad_token_id, padding_side="right") if kept else None
+    return _Collated(batch, dropped, sum(s.turns_cut for s in kept))
 
 
 def train(
@@ -121,7 +141,8 @@ def train(
         buffer_size=256,
         transform=_Processed(processor),
     )
-    batches = _batches(stream, config, position, tokenizer.pad_token_id or 0)
+    unused: Counter[str] = Counter()  # rows dropped and turns cut since the last step
+    batches = _batches(stream, config, position, tokenizer.pad_token_id or 0, unused)
     main = engine.where.is_main
     records = []
     bar = tqdm(
@@ -143,6 +164,10 @@ def train(
         position.step += 1
         names = sorted(parts_sum)
         summed = engine.all_sum([loss_sum, *(parts_sum[n] for n in names)])
+        left_out = dict(
+            zip(UNUSED, map(int, engine.all_sum([unused[k] for k in UNUSED])), strict=True)
+        )
+        unused.clear()
         seconds = time.perf_counter() - started
         record = {
             "step": position.step,
@@ -152,7 +177,8 @@ def train(
             "grad_norm": grad_norm,
             "samples": counts.rows,
             "samples_per_s": counts.rows / seconds,
-            "tokens_per_s": counts.tokens / seconds,
+            "tokens_per_s": counts.inputs / seconds,
+            **left_out,
         }
         records.append(record)
         bar.update(1)
@@ -190,10 +216,16 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
+UNUSED = ("too_long", "no_dialogue", "turns_cut")
+"""What a step's log counts of the rows it could not use whole: rows too long even cut to their
+first turn, rows without a dialogue, and turns cut from rows kept."""
+
+
 def _batches(
-    stream: RowStream, config: TrainConfig, position: Position, pad: int
+    stream: RowStream, config: TrainConfig, position: Position, pad: int, unused: Counter[str]
 ) -> Iterator[dict[str, Any]]:
-    """Micro-batches for ever, epoch after epoch, counting the stream's position as it goes."""
+    """Micro-batches for ever, epoch after epoch, counting the stream's position as it goes
+    and in `unused` the rows dropped and turns cut."""
     skip = position.batches
     while True:
         stream.set_epoch(position.epoch, skip_batches=skip, batch_size=config.micro_batch_size)
@@ -203,16 +235,37 @@ def _batches(
             num_workers=config.num_workers,
             collate_fn=partial(_collate_kept, pad_token_id=pad),
         )
-        produced = 0
-        for batch in loader:
+        produced, dropped = 0, Counter[str]()
+        for collated in loader:
             position.batches += 1
-            if batch is not None:
+            dropped.update(collated.dropped)
+            unused.update(collated.dropped)
+            unused["turns_cut"] += collated.turns_cut
+            if collated.batch is not None:
                 produced += 1
-                yield batch
+                yield collated.batch
         if produced == 0 and skip == 0:
-            raise ValueError(
-                f"rank {stream.rank} of {stream.world_size}: the datasets give it no row that "
-                "fits the limits (too few row groups for every rank and worker to get one, or "
-                "every row too long)"
-            )
+            raise ValueError(_no_rows_message(stream, config, dropped))
         position.epoch, position.batches, skip = position.epoch + 1, 0, 0
+
+
+def _no_rows_message(stream: RowStream, config: TrainConfig, dropped: Counter[str]) -> str:
+    """Why an epoch gave a rank nothing to train on."""
+    where = f"rank {stream.rank} of {stream.world_size}: no row of epoch {stream.epoch} to train on"
+    if not dropped:
+        return (
+            f"{where}: its readers got no rows (the datasets have fewer row groups than "
+            "ranks and workers have readers, or the split is empty)"
+        )
+    reasons = []
+    if dropped["too_long"]:
+        reasons.append(
+            f"{dropped['too_long']} rows longer than max_length {config.max_length} (or naming "
+            "more regions than the prompt slots) even cut to their first turn"
+        )
+    if dropped["no_dialogue"]:
+        reasons.append(
+            f"{dropped['no_dialogue']} rows without a dialogue: a builder's output; train on a "
+            "recipe's (`regionkit recipe seed ...`)"
+        )
+    return f"{where}: {'; '.join(reasons)}"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from regionkit.train.assignment import min_cost_assignment
+from regionkit.train.evaluate import format_results
 from regionkit.train.metrics import GresScores, MatchedScores, choice_accuracy
 
 SHAPE = (2, 4)
@@ -36,6 +37,19 @@ def test_gres_scores_by_hand():
     assert result["N-acc"] == pytest.approx(1 / 2)
     assert result["T-acc"] == pytest.approx(2 / 3)
     assert result["samples"] == 5
+
+
+def test_a_share_of_nothing_is_not_a_score():
+    scores = GresScores()
+    scores.add([pixels(0, 1)], [pixels(0, 1)], SHAPE)  # targets only: no N-acc to take
+    assert scores.result()["N-acc"] is None and scores.result()["T-acc"] == 1.0
+    rejected = GresScores()
+    rejected.add([], [], SHAPE)  # every union empty: no cIoU, and no T-acc
+    assert rejected.result() == {
+        "gIoU": 1.0, "cIoU": None, "N-acc": 1.0, "T-acc": None, "samples": 1
+    }  # fmt: skip
+    table = format_results({"grefcoco:val:refer": scores.result()})
+    assert table.splitlines()[1].split()[1:] == ["n/a", "1.0000", "1.0000", "1.0000", "1"]
 
 
 def test_matched_scores_pair_predictions_with_targets_first():

@@ -118,12 +118,18 @@ def test_a_long_dialogue_is_cut_between_turns(processor, tmp_path):
         ],
     )
     whole = processor(row)
-    short = RegionProcessor(
-        processor.tokenizer,
-        processor.config,
-        ProcessorSettings(**{**SETTINGS.__dict__, "max_length": len(whole.input_ids) - 1}),
-    )(row)
+
+    def limited(max_length: int) -> RegionProcessor:
+        settings = ProcessorSettings(**{**SETTINGS.__dict__, "max_length": max_length})
+        return RegionProcessor(processor.tokenizer, processor.config, settings)
+
+    exact = limited(len(whole.input_ids))(row)  # a dialogue exactly at the limit is whole
+    assert exact.turns_cut == 0 and exact.input_ids.tolist() == whole.input_ids.tolist()
+    short = limited(len(whole.input_ids) - 1)(row)
     assert short.turns_cut == 1
+    assert limited(len(short.input_ids))(row).input_ids.tolist() == short.input_ids.tolist()
+    with pytest.raises(SampleTooLong, match="first turn"):
+        limited(len(short.input_ids) - 1)(row)
     end = processor.tokenizer.convert_tokens_to_ids("<|end|>")
     assert short.input_ids.tolist() == whole.input_ids.tolist()[: len(short.input_ids)]
     assert short.input_ids[-1] == end  # the first answer's end; no dangling user header
