@@ -55,14 +55,22 @@ class Publication:
     preview: str | None = None
 
 
+OTHER_LICENSE = {"license_name": "terms-of-the-sources", "license_link": "README.md"}
+"""For `license: other`: each source's own terms, which the card lists with its citation."""
+
+
 def card_data(manifest: dict[str, Any], sources: list[Source]) -> DatasetCardData:
     """The card's YAML header: license, the `configs` that map splits to shards, and the
     `dataset_info` (features and split sizes) that `datasets` writes when it pushes a dataset."""
     # a split without rows is left out: `datasets` refuses a declared split it finds no data for
     splits = {name: split for name, split in manifest["splits"].items() if split["rows"]}
     licenses = sorted({s.license for s in sources})
+    license_id = licenses[0] if len(licenses) == 1 else "other"
+    # the Hub asks a custom license for a name and a link: here, the card's sources section
+    custom = OTHER_LICENSE if license_id == "other" else {}
     data = DatasetCardData(
-        license=licenses[0] if len(licenses) == 1 else "other",
+        license=license_id,
+        **custom,
         pretty_name=manifest["name"],
         tags=["regionkit", "region-grounding", "segmentation"],
         configs=[

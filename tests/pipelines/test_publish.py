@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import DatasetCard
 
 from regionkit.builders.coco import CocoBuilder
 from regionkit.builders.samples.coco import CocoSample, write_coco_sample
@@ -216,6 +217,10 @@ def test_a_vcr_build_is_refused_without_the_flag_and_the_card_records_it(
     assert _publish(folder, "--embed-images", "--accept-restricted-licenses") == 0
     card = hub.files("me/coco-regions", "main")["README.md"].decode()
     assert "Published with `--accept-restricted-licenses`" in card and "`vcr`" in card
+    header = DatasetCard(card).data  # VCR's own terms: the Hub asks for a name and a link
+    assert (header.license, header.license_name, header.license_link) == (
+        "other", "terms-of-the-sources", "README.md"
+    )  # fmt: skip
 
 
 LOAD = """
