@@ -9,13 +9,20 @@ its receipt. What can go wrong is kept apart:
   shard fails with the error, other shards go on, and the build ends as failed.
 - A shard running past `timeout` seconds (counted from its submission) is cancelled and
   reported by name.
+- Ctrl-C cancels the shards in flight. Ray's wait checks for signals from C++ and, once in a
+  while, loses the KeyboardInterrupt and waits on (a build was seen sitting in `ray.wait`
+  minutes after Ctrl-C), so shards are awaited in short polls and a Ctrl-C is also noted by a
+  handler of our own, checked after every poll.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +35,7 @@ from regionkit.pipelines.shard_run import Pipeline, run_shard
 from regionkit.pipelines.sharding import Shard
 
 POLL_SECONDS = 1.0
-"""How often running shards are checked against their timeout."""
+"""How often running shards are checked against their timeout and for a Ctrl-C."""
 
 
 @dataclass(frozen=True)
@@ -100,28 +107,30 @@ def run_shards(
         desc=schedule.label,
     )
     try:
-        while pending or in_flight:
-            while pending and len(in_flight) < max_in_flight:
-                shard = pending.popleft()
-                ref = task.remote(pipeline_ref, shard, out)
-                in_flight[ref] = (shard, time.monotonic())
-            wait = None if schedule.timeout is None else POLL_SECONDS
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait)
-            for ref in ready:
-                shard, _ = in_flight.pop(ref)
-                try:
-                    receipt = ray.get(ref)
-                except ray.exceptions.RayError as error:
-                    failures.append(f"{shard.name}: {_reason(error)}")
-                    kinds[_kind(error)] += 1
-                    continue
-                if on_receipt is not None:
-                    on_receipt(receipt)
-                bar.update(1)
-                bar.set_postfix(rows=receipt["rows"], shard_s=f"{receipt['seconds']:.1f}")
-            overdue = _cancel_overdue(in_flight, schedule.timeout)
-            failures += overdue
-            kinds["timeout"] += len(overdue)
+        with ctrl_c_noted() as interrupted:
+            while pending or in_flight:
+                while pending and len(in_flight) < max_in_flight:
+                    shard = pending.popleft()
+                    ref = task.remote(pipeline_ref, shard, out)
+                    in_flight[ref] = (shard, time.monotonic())
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
+                for ref in ready:
+                    shard, _ = in_flight.pop(ref)
+                    try:
+                        receipt = ray.get(ref)
+                    except ray.exceptions.RayError as error:
+                        failures.append(f"{shard.name}: {_reason(error)}")
+                        kinds[_kind(error)] += 1
+                        continue
+                    if on_receipt is not None:
+                        on_receipt(receipt)
+                    bar.update(1)
+                    bar.set_postfix(rows=receipt["rows"], shard_s=f"{receipt['seconds']:.1f}")
+                overdue = _cancel_overdue(in_flight, schedule.timeout)
+                failures += overdue
+                kinds["timeout"] += len(overdue)
     except KeyboardInterrupt:
         for ref in in_flight:
             ray.cancel(ref, force=True)
@@ -134,6 +143,29 @@ def run_shards(
             + "\n".join(failures),
             +kinds,
         )
+
+
+@contextmanager
+def ctrl_c_noted() -> Iterator[threading.Event]:
+    """An event that a Ctrl-C during the block sets, besides raising KeyboardInterrupt as
+    Python's own handler does; a handler someone else installed is left as it is."""
+    noted = threading.Event()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield noted
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        noted.set()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _cancel_overdue(
