@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from regionkit.train.accumulate import micro_batch_loss, window_counts
+from regionkit.modeling.token_layout import IGNORE_INDEX
+from regionkit.train.accumulate import WindowCounts, micro_batch_loss, window_counts
 from tests.modeling.region_batches import SampleSpec, build_sample, collate, tiny_model
 
 SPECS = [
@@ -53,3 +54,17 @@ def test_two_uneven_micro_batches_add_up_to_the_whole_batch():
     naive = _grads(model)
     pairs = zip(naive, expected_grads, strict=True)
     assert any(not torch.allclose(a, b, rtol=1e-2, atol=1e-4) for a, b in pairs)
+
+
+def test_a_windows_counts_are_its_samples_padding_left_out():
+    config = tiny_model().config
+    samples = [build_sample(config, spec, seed=i) for i, spec in enumerate(SPECS)]
+    micro = [collate(samples[:1]), collate(samples[1:])]  # the second pads its shorter sample
+    assert micro[1]["attention_mask"].sum() < micro[1]["input_ids"].numel()
+    assert window_counts(micro, config) == WindowCounts(
+        tokens=sum(int((s["labels"] != IGNORE_INDEX).sum()) for s in samples),
+        masks=3,  # one seg, then two
+        slots=5,  # seg; seg, rej, seg; rej
+        rows=3,
+        inputs=sum(len(s["input_ids"]) for s in samples),
+    )
