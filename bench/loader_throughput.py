@@ -31,6 +31,7 @@ from PIL import Image
 from pycocotools import mask as mask_api
 from transformers import PerceptionLMImageProcessor
 
+from regionkit.catalog.masks import encode_mask
 from regionkit.catalog.records import make_region, make_row
 from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.modeling import gar_1b_config
@@ -39,11 +40,6 @@ from regionkit.train.stream import RowStream, StreamSource
 from regionkit.train.tiny_tokenizer import tiny_tokenizer
 
 TILE, MAX_TILES, REGIONS = 448, 16, 4
-
-
-def _rle(mask: np.ndarray) -> dict:
-    rle = mask_api.encode(np.asfortranarray(mask))
-    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
 
 
 def write_dataset(folder: Path, count: int) -> list[dict]:
@@ -62,7 +58,7 @@ def write_dataset(folder: Path, count: int) -> list[dict]:
             x2, y2 = x1 + width // 3, y1 + height // 3
             mask = np.zeros((height, width), dtype=np.uint8)
             mask[y1:y2, x1:x2] = 1
-            regions.append(make_region(str(k), [x1, y1, x2, y2], _rle(mask), "dog"))
+            regions.append(make_region(str(k), [x1, y1, x2, y2], encode_mask(mask), "dog"))
         question = " and ".join(f"<region{k}>" for k in range(REGIONS))
         messages = [
             {"role": "user", "content": f"what is {question} ?"},

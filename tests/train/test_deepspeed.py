@@ -7,18 +7,15 @@ without a launcher, or under `torchrun`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.train.config import parse_config
 from regionkit.train.trainer import train
+from tests.train.datasets import write_split
 from tests.train.launch import kill_after_checkpoint, read_log, run_training
 from tests.train.test_overfit import _rows
 
@@ -34,18 +31,12 @@ def _dataset(folder: Path, count: int = ROWS) -> Path:
     hold as many labelled tokens, and normalising by a rank's own tokens shows; one row's
     question names a region, so in each step one rank's batch uses the mask prompt encoder
     and the other's does not."""
-    (folder / "data").mkdir(parents=True)
+    folder.mkdir(parents=True)
     rows = _rows(folder, count)
     for n, row in enumerate(rows):
         row["messages"][1]["content"] = "dog " * (2 ** (n - 1) % 97 if n else 0) + "<seg0>"
     rows[3]["messages"][0]["content"] = "segment the dog near <region0> ."
-    table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
-    pq.write_table(table, folder / "data/train.parquet", row_group_size=1)
-    shards = [{"file": "data/train.parquet", "rows": count}]
-    (folder / "manifest.json").write_text(
-        json.dumps({"splits": {"train": {"rows": count, "shards": shards}}})
-    )
-    return folder
+    return write_split(folder, rows, row_group_size=1)
 
 
 def _config(data: Path, out: Path, steps: int, **changes) -> dict:

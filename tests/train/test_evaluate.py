@@ -8,16 +8,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
-from pycocotools import mask as mask_api
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from regionkit.catalog.masks import encode_mask
 from regionkit.catalog.records import make_region, make_row
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
 from regionkit.modeling import tiny_region_config
 from regionkit.train import evaluate as evaluation
@@ -25,6 +22,7 @@ from regionkit.train.evaluate import JudgeCase, ModelAnswer, answer, evaluate
 from regionkit.train.processor import ProcessorSettings, RegionProcessor
 from regionkit.train.tiny_tokenizer import tiny_tokenizer
 from tests.modeling.region_batches import tiny_model
+from tests.train.datasets import write_split
 
 SETTINGS = ProcessorSettings(tile_size=56, max_tiles=4, patch_size=14)
 
@@ -49,8 +47,7 @@ def _row(folder: Path) -> dict:
     Image.new("RGB", (112, 56), (80, 120, 160)).save(folder / "1.png")
     mask = np.zeros((56, 112), np.uint8, order="F")
     mask[10:40, 20:60] = 1
-    rle = mask_api.encode(mask)
-    region = make_region("0", [20, 10, 60, 40], {**rle, "counts": rle["counts"].decode()}, "dog")
+    region = make_region("0", [20, 10, 60, 40], encode_mask(mask), "dog")
     groundings = [
         {"text": "the dog", "regions": [0]},
         {"text": "the unicorn", "regions": []},
@@ -102,13 +99,7 @@ def saved_model_and_split(tmp_path: Path, row: dict) -> tuple[Path, Path]:
     model_dir, data = tmp_path / "model", tmp_path / "data"
     tiny_model().save_pretrained(model_dir)
     tiny_tokenizer().save_pretrained(model_dir)
-    (data / "data").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([row], schema=ARROW_SCHEMA), data / "data/val.parquet")
-    shards = [{"file": "data/val.parquet", "rows": 1}]
-    (data / "manifest.json").write_text(
-        json.dumps({"splits": {"val": {"rows": 1, "shards": shards}}})
-    )
-    return model_dir, data
+    return model_dir, write_split(data, [row], split="val")
 
 
 def test_regionkit_eval_scores_a_saved_model_on_a_built_split(tmp_path, capsys):
@@ -135,8 +126,7 @@ def _dialogue_row(folder: Path) -> dict:
     boxes = [(20, 10, 60, 40), (70, 5, 100, 50)]
     regions = []
     for n, box in enumerate(boxes):
-        rle = mask_api.encode(np.asfortranarray(_mask(box).astype(np.uint8)))
-        regions.append(make_region(str(n), list(box), {**rle, "counts": rle["counts"].decode()}))
+        regions.append(make_region(str(n), list(box), encode_mask(_mask(box))))
     turns = [
         ("segment the dog and the cat .", "<seg0> and <seg1>"),
         ("segment the unicorn .", "<rej>"),

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_api
 
+from regionkit.catalog.masks import encode_mask
 from regionkit.catalog.records import make_region, make_row
 from regionkit.modeling import RegionForConditionalGeneration, tiny_region_config
 from regionkit.train.collate import collate
@@ -30,10 +30,9 @@ def _rows(folder: Path, count: int = 4) -> list[dict]:
         pixels = np.full((SIDE, SIDE, 3), 40, np.uint8)
         pixels[y1:y2, x1:x2] = (220, 60, 60)
         Image.fromarray(pixels).save(folder / f"{n}.png")
-        mask = np.zeros((SIDE, SIDE), np.uint8, order="F")
+        mask = np.zeros((SIDE, SIDE), np.uint8)
         mask[y1:y2, x1:x2] = 1
-        rle = mask_api.encode(mask)
-        region = make_region("0", [x1, y1, x2, y2], {**rle, "counts": rle["counts"].decode()})
+        region = make_region("0", [x1, y1, x2, y2], encode_mask(mask))
         messages = [
             {"role": "user", "content": "segment the dog ."},
             {"role": "assistant", "content": "<seg0>"},

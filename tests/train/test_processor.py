@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_api
 
+from regionkit.catalog.masks import encode_mask
 from regionkit.catalog.records import make_region, make_row
 from regionkit.modeling import tiny_region_config
 from regionkit.modeling.token_layout import IGNORE_INDEX
@@ -29,10 +30,9 @@ SETTINGS = ProcessorSettings(tile_size=56, max_tiles=4, patch_size=14, max_lengt
 
 def _rle(box: tuple[int, int, int, int]) -> dict[str, Any]:
     x1, y1, x2, y2 = box
-    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8, order="F")
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
     mask[y1:y2, x1:x2] = 1
-    rle = mask_api.encode(mask)
-    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+    return encode_mask(mask)
 
 
 def _row(tmp_path: Path, messages: list[tuple[str, str]], regions: int = 2) -> dict[str, Any]:

@@ -9,29 +9,22 @@ import shutil
 from itertools import pairwise
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from regionkit.catalog.schema import ARROW_SCHEMA
 from regionkit.cli import main
 from regionkit.train.config import ConfigError, load_config, parse_config
 from regionkit.train.optimization import learning_rate_factor
 from regionkit.train.trainer import train
+from tests.train.datasets import write_split
 from tests.train.test_overfit import _rows
 
 
 def _dataset(folder: Path, rows: list[dict] | None = None) -> Path:
-    (folder / "data").mkdir(parents=True)
+    folder.mkdir(parents=True)
     if rows is None:
         rows = _rows(folder) + [{**row, "id": row["id"] + "b"} for row in _rows(folder)]
-    pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), folder / "data/train.parquet")
-    shards = [{"file": "data/train.parquet", "rows": len(rows)}]
-    (folder / "manifest.json").write_text(
-        json.dumps({"splits": {"train": {"rows": len(rows), "shards": shards}}})
-    )
-    return folder
+    return write_split(folder, rows)
 
 
 def _config(data: Path, out: Path, steps: int) -> dict:
