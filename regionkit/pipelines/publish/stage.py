@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from regionkit.catalog.sources import Source, get_source
@@ -58,10 +58,12 @@ class PublishOptions:
 
 @dataclass(frozen=True)
 class Staged:
-    """The files to upload (path in the repository -> local file) and the card's text."""
+    """The files to upload (path in the repository -> local file), the card's text, and the
+    sha256 of the files hashed while staging (embedded shards), so they are not hashed again."""
 
     files: dict[str, Path]
     card: str
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 def stage(folder: Path, options: PublishOptions, say: Callable[[str], None] = print) -> Staged:
@@ -120,7 +122,8 @@ def stage(folder: Path, options: PublishOptions, say: Callable[[str], None] = pr
     card = render_card(manifest, sources, publication)
     write_text_atomic(staging / "README.md", card)
     files["README.md"] = staging / "README.md"
-    return Staged(dict(sorted(files.items())), card)
+    hashed = {e["file"]: done[e["file"]]["embedded"] for e in shards if options.embed_images}
+    return Staged(dict(sorted(files.items())), card, hashed)
 
 
 def _published_manifest(

@@ -65,11 +65,12 @@ def git_blob_id(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _holds(remote: RepoFile | None, local: Path) -> bool:
+def _holds(remote: RepoFile | None, local: Path, sha256: str | None) -> bool:
+    """Whether the Hub's file has `local`'s content (`sha256`: the content's, when known)."""
     if remote is None or remote.size != local.stat().st_size:
         return False
     if remote.lfs is not None:
-        return remote.lfs.sha256 == sha256_file(local)
+        return remote.lfs.sha256 == (sha256 or sha256_file(local))
     return remote.blob_id == git_blob_id(local)
 
 
@@ -129,7 +130,11 @@ def _upload(
         remote = {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
     except RevisionNotFoundError:
         remote = {}
-    sent = [path for path, local in staged.files.items() if not _holds(remote.get(path), local)]
+    sent = [
+        path
+        for path, local in staged.files.items()
+        if not _holds(remote.get(path), local, staged.sha256.get(path))
+    ]
     unchanged = [path for path in staged.files if path not in sent]
     deleted = sorted(
         path for path in remote if path not in staged.files and path.startswith(OWNED_FOLDERS)
